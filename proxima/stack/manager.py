@@ -1,0 +1,200 @@
+"""`proxima stack up | down | status`: bring the local stack to healthy and back to nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from proxima.config import StackConfig, load_stack_config
+from proxima.errors import StackError
+from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
+from proxima.stack import opensearch_node, processes
+from proxima.stack.services import Service, build_services
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ServiceStatus:
+    """What `status` reports for one service."""
+
+    name: str
+    url: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    log: str
+    region: str | None = None
+    rss_bytes: int = 0
+
+
+def _read_state(settings: ProximaSettings) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads(settings.state_file.read_text())
+        return state
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _write_state(settings: ProximaSettings, state: dict[str, Any]) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(settings.state_file)
+
+
+def _ensure_work_pool(config: StackConfig) -> None:
+    api, pool = config.prefect.api_url, config.prefect.work_pool
+    resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10)
+    if resp.status_code == 404:
+        created = httpx.post(f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10)
+        if created.status_code not in (201, 409):
+            raise StackError(f"could not create work pool {pool}: {created.text}")
+    elif not resp.is_success:
+        raise StackError(f"Prefect API {api} answered {resp.status_code}: {resp.text}")
+
+
+def _wait_healthy(service: Service, pid: int | None, settings: ProximaSettings) -> None:
+    deadline = time.monotonic() + settings.health_timeout_s
+    log = settings.logs_dir / f"{service.name}.log"
+    while time.monotonic() < deadline:
+        if service.healthy():
+            return
+        if pid is not None and not processes.alive(pid):
+            raise StackError(
+                f"{service.name} exited before becoming healthy. Last lines of {log}:\n"
+                f"{processes.tail(log)}"
+            )
+        time.sleep(0.5)
+    raise StackError(
+        f"{service.name} not healthy within {settings.health_timeout_s:.0f}s ({service.url}). "
+        f"Last lines of {log}:\n{processes.tail(log)}"
+    )
+
+
+def up(
+    settings: ProximaSettings | None = None,
+    config: StackConfig | None = None,
+    progress: Progress = lambda _: None,
+) -> list[ServiceStatus]:
+    """Start every service that is not already running, and wait until all are healthy.
+
+    Idempotent: services of this stack that already run are kept. A running stack
+    with a different configuration is an error (run `down` first).
+
+    Raises:
+        StackError: Java/Maven missing, a port taken by another program, or a service
+            not healthy in time (its last log lines are in the message).
+    """
+    settings = settings or get_settings()
+    config = config or load_stack_config(settings=settings)
+    state = _read_state(settings)
+    running = {
+        name: rec["pid"]
+        for name, rec in state.get("services", {}).items()
+        if processes.alive(rec.get("pid"))
+    }
+    if running and state.get("fingerprint") != config.fingerprint():
+        raise StackError(
+            "a stack with a different configuration is already running from "
+            f"{settings.state_dir}; run `proxima stack down` first, then `up` again."
+        )
+    services = build_services(config, settings)
+    # Preflight before anything starts: nothing half-up on a predictable failure.
+    if any(s.name == "opensearch" for s in services) and "opensearch" not in running:
+        opensearch_node.java_major(settings.java)
+        progress("resolving OpenSearch artifacts (cached after the first run)")
+        opensearch_node.classpath(settings)
+    for service in services:
+        if service.name in running:
+            continue
+        taken = [p for p in service.ports if processes.port_in_use(p)]
+        if taken:
+            raise StackError(
+                f"port(s) {taken} needed by {service.name} are already in use by another "
+                "program. Stop it, or shift the stack's ports with PROXIMA_PORT_OFFSET."
+            )
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {
+        name: rec for name, rec in state.get("services", {}).items() if name in running
+    }
+    state = {"fingerprint": config.fingerprint(), "services": records}
+    by_name = {s.name: s for s in services}
+    try:
+        for service in services:
+            for dependency in service.after:
+                if dependency in by_name:
+                    _wait_healthy(by_name[dependency], records.get(dependency, {}).get("pid"), settings)
+            if service.name == "prefect-worker":
+                _ensure_work_pool(config)
+            if service.name in running:
+                continue
+            progress(f"starting {service.name}")
+            pid = processes.spawn(
+                service.argv(),
+                env=service.env or dict(os.environ),
+                log_path=settings.logs_dir / f"{service.name}.log",
+                cwd=PROJECT_ROOT,
+            )
+            records[service.name] = {"pid": pid, "url": service.url, "region": service.region}
+            _write_state(settings, state)
+        for service in services:
+            progress(f"waiting for {service.name}")
+            _wait_healthy(service, records[service.name]["pid"], settings)
+    finally:
+        _write_state(settings, state)
+    return status(settings, config)
+
+
+def status(
+    settings: ProximaSettings | None = None, config: StackConfig | None = None
+) -> list[ServiceStatus]:
+    """Each service's URL, PID, whether it runs and whether it answers its health check."""
+    settings = settings or get_settings()
+    config = config or load_stack_config(settings=settings)
+    records = _read_state(settings).get("services", {})
+    result = []
+    for service in build_services(config, settings):
+        pid = records.get(service.name, {}).get("pid")
+        running = processes.alive(pid)
+        result.append(
+            ServiceStatus(
+                name=service.name,
+                url=service.url,
+                pid=pid if running else None,
+                running=running,
+                healthy=running and service.healthy(),
+                log=str(settings.logs_dir / f"{service.name}.log"),
+                region=service.region,
+                rss_bytes=processes.rss_bytes(pid) if running and pid else 0,
+            )
+        )
+    return result
+
+
+def down(settings: ProximaSettings | None = None, progress: Progress = lambda _: None) -> list[int]:
+    """Stop every process the stack started (workers first) and forget them.
+
+    Returns:
+        The PIDs that were stopped.
+    """
+    settings = settings or get_settings()
+    records = _read_state(settings).get("services", {})
+    stopped = []
+    for name, rec in reversed(list(records.items())):
+        pid = rec.get("pid")
+        if processes.alive(pid):
+            progress(f"stopping {name} (pid {pid})")
+            processes.stop(pid)
+            stopped.append(pid)
+    left = [pid for pid in stopped if processes.alive(pid)]
+    if left:
+        raise StackError(f"processes still alive after stop: {left}")
+    settings.state_file.unlink(missing_ok=True)
+    return stopped

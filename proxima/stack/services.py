@@ -1,0 +1,228 @@
+"""The services of the local stack: how each starts and how its health is checked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from proxima.config import RegionConfig, StackConfig
+from proxima.settings import PROJECT_ROOT, ProximaSettings
+from proxima.stack import opensearch_node
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Service:
+    """One process of the stack.
+
+    Attributes:
+        name: Unique name, also the log file's stem.
+        url: What a user opens or connects to.
+        argv: Command line (built lazily: the OpenSearch one may run Maven).
+        env: Extra environment for the process.
+        ports: Ports it must be able to bind.
+        healthy: A check that returns True once the service answers.
+        after: Names of services that must be healthy before this one starts.
+        region: The data region it belongs to, if any.
+    """
+
+    name: str
+    url: str
+    argv: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    region: str | None = None
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers 2xx."""
+    try:
+        return httpx.get(url, timeout=timeout).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def dask_workers(address: str, timeout: float = 3.0) -> list[dict]:
+    """The workers a Dask scheduler knows (empty if it does not answer)."""
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=timeout) as client:
+            return list(client.scheduler_info(n_workers=-1)["workers"].values())
+    except OSError:
+        return []
+
+
+def prefect_workers_online(api_url: str, pool: str) -> int:
+    """How many workers of ``pool`` the Prefect server sees as online."""
+    try:
+        resp = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=3)
+        if not resp.is_success:
+            return 0
+        return sum(1 for w in resp.json() if w.get("status") == "ONLINE")
+    except httpx.HTTPError:
+        return 0
+
+
+def client_env(config: StackConfig, settings: ProximaSettings) -> dict[str, str]:
+    """Environment every Prefect client process of the stack needs.
+
+    Dask workers run Prefect tasks and report them to the API themselves; without
+    ``PREFECT_API_URL`` each would start a throwaway server and its task runs
+    would vanish from the UI.
+    """
+    return {
+        **os.environ,
+        "PREFECT_API_URL": config.prefect.api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": str(settings.state_dir / "prefect"),
+        "PROXIMA_STATE_DIR": str(settings.state_dir),
+        "PROXIMA_STACK_CONFIG": str(settings.stack_config),
+        "PROXIMA_PORT_OFFSET": str(settings.port_offset),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _region_services(
+    region: RegionConfig, config: StackConfig, settings: ProximaSettings
+) -> list[Service]:
+    env = client_env(config, settings) | {"PROXIMA_REGION": region.name}
+    scheduler = f"{region.name}-dask-scheduler"
+    expected = region.workers
+    return [
+        Service(
+            name=f"{region.name}-s3",
+            url=region.s3_endpoint,
+            argv=lambda: [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(region.s3_port)],
+            healthy=lambda: http_ok(f"{region.s3_endpoint}/moto-api/"),
+            ports=[region.s3_port],
+            region=region.name,
+        ),
+        Service(
+            name=scheduler,
+            url=region.scheduler_address,
+            argv=lambda: [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(region.scheduler_port),
+                "--dashboard-address",
+                f"127.0.0.1:{region.dashboard_port}",
+            ],
+            healthy=lambda: http_ok(f"http://127.0.0.1:{region.dashboard_port}/health"),
+            env=env,
+            ports=[region.scheduler_port, region.dashboard_port],
+            region=region.name,
+        ),
+        Service(
+            name=f"{region.name}-dask-workers",
+            url=region.dashboard_url,
+            argv=lambda: [
+                str(BIN / "dask"),
+                "worker",
+                region.scheduler_address,
+                "--host",
+                "127.0.0.1",
+                "--nworkers",
+                str(region.workers),
+                "--nthreads",
+                str(region.threads_per_worker),
+                "--memory-limit",
+                region.memory_limit,
+                "--name",
+                f"{region.name}-worker",
+                "--no-dashboard",
+                "--local-directory",
+                str(settings.state_dir / "dask" / region.name),
+            ],
+            healthy=lambda: len(dask_workers(region.scheduler_address)) >= expected,
+            env=env,
+            after=[scheduler],
+            region=region.name,
+        ),
+    ]
+
+
+def build_services(config: StackConfig, settings: ProximaSettings) -> list[Service]:
+    """All services of the stack in start order (external ones left out)."""
+    services: list[Service] = []
+    if not config.opensearch.url:
+        os_cfg = config.opensearch
+        services.append(
+            Service(
+                name="opensearch",
+                url=os_cfg.endpoint,
+                argv=lambda: opensearch_node.argv(os_cfg, settings),
+                healthy=lambda: http_ok(f"{os_cfg.endpoint}/_cluster/health?wait_for_status=yellow&timeout=1s"),
+                ports=[os_cfg.port, os_cfg.transport_port],
+            )
+        )
+    if not config.prefect.url:
+        pf = config.prefect
+        prefect_home = settings.state_dir / "prefect"
+        services.append(
+            Service(
+                name="prefect-server",
+                url=pf.ui_url,
+                argv=lambda: [
+                    str(BIN / "prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(pf.port),
+                ],
+                healthy=lambda: http_ok(f"{pf.api_url}/health"),
+                env=client_env(config, settings)
+                | {
+                    "PREFECT_API_DATABASE_CONNECTION_URL": (
+                        f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
+                    ),
+                    "PREFECT_UI_API_URL": pf.api_url,
+                },
+                ports=[pf.port],
+            )
+        )
+    for region in config.regions:
+        services.extend(_region_services(region, config, settings))
+    pool = config.prefect.work_pool
+    services.append(
+        Service(
+            name="prefect-worker",
+            url=f"{config.prefect.ui_url}/work-pools/work-pool/{pool}",
+            argv=lambda: [
+                str(BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--type",
+                "process",
+                "--name",
+                "proxima-local-worker",
+            ],
+            healthy=lambda: prefect_workers_online(config.prefect.api_url, pool) > 0,
+            env=client_env(config, settings)
+            | {
+                "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_query_seconds),
+                "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+                "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+            },
+            after=["prefect-server"] if not config.prefect.url else [],
+        )
+    )
+    return services
+
+
+__all__ = ["PROJECT_ROOT", "Service", "build_services", "client_env", "dask_workers"]
