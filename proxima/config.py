@@ -97,6 +97,11 @@ class RegionConfig(_Strict):
     threads_per_worker: int = Field(default=2, ge=1, le=32)
     memory_limit: str = Field(default="2GiB")
     datasets: list[DatasetConfig] = Field(default_factory=list)
+    fsx_file_system_id: str | None = Field(
+        default=None,
+        pattern=r"^fs-[0-9a-f]{8,17}$",
+        description="AWS only: import with an FSx data repository task instead of copying.",
+    )
 
     @property
     def scheduler_address(self) -> str:

@@ -1,0 +1,54 @@
+"""S3: clients for a region's data repository (moto locally, AWS in production)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from proxima.config import RegionConfig
+
+# moto accepts any key; real deployments use the default AWS credential chain.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "proxima", "aws_secret_access_key": "proxima-local"}
+
+
+def _is_local(endpoint: str | None) -> bool:
+    return bool(endpoint) and ("127.0.0.1" in str(endpoint) or "localhost" in str(endpoint))
+
+
+def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
+    """A boto3 S3 client bound to the region's data-repository endpoint."""
+    creds = LOCAL_CREDENTIALS if _is_local(region.s3_endpoint) else {}
+    return boto3.client(
+        "s3",
+        region_name=region.name,
+        endpoint_url=region.s3_endpoint,
+        config=Config(
+            connect_timeout=connect_timeout,
+            read_timeout=60,
+            retries={"max_attempts": retries, "mode": "standard"},
+        ),
+        **creds,
+    )
+
+
+def storage_options(region: RegionConfig) -> dict[str, Any]:
+    """fsspec/s3fs options for reading the region's buckets over HTTP."""
+    opts: dict[str, Any] = {"client_kwargs": {"endpoint_url": region.s3_endpoint,
+                                              "region_name": region.name}}
+    if _is_local(region.s3_endpoint):
+        opts |= {"key": LOCAL_CREDENTIALS["aws_access_key_id"],
+                 "secret": LOCAL_CREDENTIALS["aws_secret_access_key"]}
+    return opts
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
+    """Create ``bucket`` if it does not exist."""
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket in existing:
+        return
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
