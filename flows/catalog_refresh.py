@@ -1,0 +1,179 @@
+"""The catalog-refresh flow: per region, on that region's Dask cluster,
+import → scan → diff → extract headers → index. The catalog never goes empty."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner, get_dask_client
+
+from flows.platform import load_platform
+from proxima import opensearch, repository
+from proxima.catalog import refresh
+from proxima.catalog.extract import extract
+from proxima.errors import ConfigurationError, ProximaError
+from proxima.platform import Platform, Region
+
+
+@task(name="import-data-repository", retries=2, retry_delay_seconds=5)
+def import_repository(region: Region) -> dict[str, Any]:
+    """Bring new and changed objects from S3 into the region's file system."""
+    return repository.import_region(region.config, Path(region.root)).to_dict()
+
+
+@task(name="scan-and-diff", retries=1)
+def scan_and_diff(region: Region, endpoint: str, index: str) -> dict[str, Any]:
+    """Walk the file system and compare it with the region's documents."""
+    client = opensearch.connect(endpoint)
+    found = refresh.scan_region(region.config, region.root)
+    result = refresh.diff(found, refresh.existing(client, index, region.name))
+    return {
+        "todo": [refresh.candidate_dict(c) for c in result.new + result.changed],
+        "deleted": result.deleted,
+        "counts": result.summary(),
+        "bytes": sum(c.size for c in found),
+    }
+
+
+@task(name="extract-headers")
+def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Read headers of new and changed assets in parallel on the region's workers."""
+    if not todo:
+        return []
+    with get_dask_client() as client:
+        futures = client.map(
+            extract,
+            [region.root] * len(todo),
+            [c["relpath"] for c in todo],
+            [region.name] * len(todo),
+            [c["dataset"] for c in todo],
+            [c["bucket"] for c in todo],
+            [c["etag"] for c in todo],
+            pure=False,
+        )
+        docs: list[dict[str, Any]] = client.gather(futures)
+    return docs
+
+
+@task(name="write-catalog", retries=2, retry_delay_seconds=2)
+def write_catalog(
+    endpoint: str, index: str, docs: list[dict[str, Any]], deleted: list[str]
+) -> dict[str, Any]:
+    """Bulk-upsert new/changed documents and delete removed ones."""
+    client = opensearch.connect(endpoint)
+    actions = refresh.index_actions(index, docs) + refresh.delete_actions(index, deleted)
+    report = opensearch.bulk(client, actions)
+    if report.errors:
+        raise ProximaError(
+            f"{len(report.errors)} catalog write(s) failed, first: {report.errors[:3]}"
+        )
+    return {"ok": report.ok, "retries": report.retries}
+
+
+@flow(name="refresh-region", log_prints=True)
+def refresh_region(region: Region, endpoint: str, index: str) -> dict[str, Any]:
+    """Refresh one region's part of the catalog (runs on that region's cluster)."""
+    started = time.perf_counter()
+    # .submit() sends each task to the region's Dask cluster; a direct call would
+    # run it in the flow's own process, far from the data.
+    imported = import_repository.submit(region).result()
+    plan = scan_and_diff.submit(region, endpoint, index).result()
+    docs = extract_headers.submit(region, plan["todo"]).result()
+    write_catalog.submit(endpoint, index, docs, plan["deleted"]).result()
+    quarantined = [d["path"] for d in docs if d.get("quarantined")]
+    return {
+        "region": region.name,
+        **plan["counts"],
+        "quarantined": len(quarantined),
+        "quarantined_paths": quarantined,
+        "bytes": plan["bytes"],
+        "imported_bytes": imported["bytes_copied"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+@task(name="refresh-region-on-its-cluster")
+def run_region(region: Region, endpoint: str, index: str) -> dict[str, Any]:
+    """Run the regional subflow bound to the region's own Dask scheduler."""
+    bound = refresh_region.with_options(
+        name=f"refresh-{region.name}",
+        task_runner=DaskTaskRunner(address=region.scheduler_address),
+    )
+    result: dict[str, Any] = bound(region=region, endpoint=endpoint, index=index)
+    return result
+
+
+def _select(platform: Platform, regions: list[str] | None) -> list[Region]:
+    if not regions:
+        return platform.regions
+    unknown = sorted(set(regions) - set(platform.region_names))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown region(s) {unknown}; known regions: {platform.region_names}"
+        )
+    return [platform.region(n) for n in regions]
+
+
+@flow(name="catalog-refresh", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
+def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False) -> dict[str, Any]:
+    """Refresh the catalog of the given regions (default all), concurrently.
+
+    Args:
+        regions: Region names; empty or None means every region.
+        full_rebuild: Build a fresh versioned index and swap the alias atomically
+            when every region succeeded (the old index keeps serving until then).
+    """
+    logger = get_run_logger()
+    platform = load_platform()
+    selected = _select(platform, regions)
+    client = opensearch.connect(platform.opensearch_endpoint)
+    alias = platform.catalog_alias
+    current = opensearch.ensure_alias(client, alias)
+    target = current
+    if full_rebuild:
+        target = opensearch.new_index_name(alias)
+        opensearch.create_index(client, target)
+        others = [n for n in platform.region_names if n not in {r.name for r in selected}]
+        if others:  # keep the regions not being rebuilt
+            client.reindex(
+                body={"source": {"index": current, "query": {"terms": {"region": others}}},
+                      "dest": {"index": target}},
+                refresh=True,
+            )
+    progress = create_progress_artifact(
+        progress=0.0, key="catalog-refresh-progress", description="regions refreshed"
+    )
+    futures = [run_region.submit(r, platform.opensearch_endpoint, target) for r in selected]
+    results, failures = [], []
+    for done, future in enumerate(as_completed(futures), start=1):
+        try:
+            results.append(future.result())
+        except Exception as exc:
+            failures.append(str(exc))
+        update_progress_artifact(progress, progress=100.0 * done / len(futures))
+    if full_rebuild:
+        if failures:
+            client.indices.delete(index=target, ignore_unavailable=True)
+        else:
+            old = opensearch.swap_alias(client, alias, target)
+            if old:
+                client.indices.delete(index=old, ignore_unavailable=True)
+            logger.info("alias %s now points at %s (was %s)", alias, target, old)
+    create_table_artifact(
+        key="catalog-refresh-summary",
+        table=[{k: v for k, v in r.items() if k != "quarantined_paths"} for r in results],
+        description=f"Catalog refresh into {target}" + (" (full rebuild)" if full_rebuild else ""),
+    )
+    if failures:
+        raise ProximaError(f"catalog refresh failed in {len(failures)} region(s): {failures}")
+    return {"index": target, "regions": sorted(results, key=lambda r: r["region"])}

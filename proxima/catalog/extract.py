@@ -1,0 +1,252 @@
+"""Read an asset's metadata from its header only (never its data arrays).
+
+NetCDF: the HDF5 header and the 1-D coordinate variables. Zarr: the consolidated
+metadata (``.zmetadata``) and the 1-D coordinate arrays. Anything unreadable
+becomes a quarantined asset with the error class and message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cftime
+import numpy as np
+
+from proxima.catalog.geo import envelope, lon_extent
+from proxima.catalog.model import FACET_KEYS, Asset, TimeCoverage, Variable, asset_id
+
+_TIME_NAMES = ("time", "time0", "time1", "t")
+_LAT_NAMES = ("lat", "latitude", "y")
+_LON_NAMES = ("lon", "longitude", "x")
+
+
+def _pick(coords: dict[str, dict[str, Any]], names: tuple[str, ...], std: str, axis: str) -> str | None:
+    for name, attrs in coords.items():
+        if attrs.get("standard_name") == std or attrs.get("axis") == axis:
+            return name
+    for name in coords:
+        if name.lower() in names:
+            return name
+    return None
+
+
+def _frequency(hours: float) -> str:
+    if hours < 1.5:
+        return "1hr"
+    if hours < 4:
+        return "3hr"
+    if hours < 7:
+        return "6hr"
+    if hours < 36:
+        return "day"
+    if hours < 24 * 45:
+        return "mon"
+    return "yr"
+
+
+def _to_datetime(value: Any) -> datetime:
+    day = value.day
+    while True:  # 360_day dates such as Feb 30 map to the month's last real day
+        try:
+            return datetime(value.year, value.month, day, value.hour, value.minute, tzinfo=UTC)
+        except ValueError:
+            day -= 1
+
+
+def _time_coverage(values: np.ndarray, attrs: dict[str, Any]) -> TimeCoverage:
+    units = attrs["units"]
+    calendar = attrs.get("calendar", "standard")
+    ends = cftime.num2date(np.asarray([values[0], values[-1]]), units, calendar)
+    step_h = 0.0
+    if len(values) > 1:
+        first_two = cftime.num2date(np.asarray(values[:2]), units, calendar)
+        step_h = (first_two[1] - first_two[0]).total_seconds() / 3600
+    return TimeCoverage(
+        start=_to_datetime(ends[0]),
+        end=_to_datetime(ends[1]),
+        start_native=ends[0].isoformat(),
+        end_native=ends[1].isoformat(),
+        calendar=calendar,
+        frequency=_frequency(step_h) if len(values) > 1 else None,
+        steps=len(values),
+    )
+
+
+def _text(attrs: dict[str, Any]) -> str:
+    return " ".join(f"{k}: {v}" for k, v in sorted(attrs.items()) if isinstance(v, (str, int, float)))
+
+
+def _finish(asset: Asset, coords: dict[str, tuple[dict[str, Any], np.ndarray]]) -> Asset:
+    meta = {name: attrs for name, (attrs, _) in coords.items()}
+    t = _pick(meta, _TIME_NAMES, "time", "T")
+    la = _pick(meta, _LAT_NAMES, "latitude", "Y")
+    lo = _pick(meta, _LON_NAMES, "longitude", "X")
+    if t is not None:
+        asset.time = _time_coverage(coords[t][1], coords[t][0])
+    if la is not None and lo is not None:
+        lat, lon = coords[la][1].astype(float), coords[lo][1].astype(float)
+        step = float(np.median(np.abs(np.diff(lat)))) if lat.size > 1 else 0.0
+        south = max(-90.0, float(lat.min()) - step / 2)
+        north = min(90.0, float(lat.max()) + step / 2)
+        west, east, _ = lon_extent(lon)
+        asset.bbox = [west, south, east, north]
+        asset.extent = envelope(west, south, east, north)
+        asset.lon_convention = "0-360" if float(lon.max()) > 180.0 else "-180-180"
+        asset.lat_descending = bool(lat.size > 1 and lat[0] > lat[-1])
+    asset.variable_names = [v.name for v in asset.variables]
+    asset.standard_names = sorted({v.standard_name for v in asset.variables if v.standard_name})
+    return asset
+
+
+def _is_coord(name: str, dims: tuple[str, ...]) -> bool:
+    return len(dims) == 1 and dims[0] == name
+
+
+def _netcdf(path: Path, asset: Asset) -> Asset:
+    import h5netcdf
+
+    coords: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+    with h5netcdf.File(path, "r") as f:
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        for name, var in f.variables.items():
+            vattrs = {k: _plain(v) for k, v in var.attrs.items()}
+            dims = tuple(var.dimensions)
+            if _is_coord(name, dims):
+                coords[name] = (vattrs, np.asarray(var[:]))
+            elif len(dims) >= 2 and not name.endswith("_bounds") and not name.endswith("_bnds"):
+                asset.variables.append(
+                    Variable(
+                        name=name,
+                        standard_name=vattrs.get("standard_name"),
+                        long_name=vattrs.get("long_name"),
+                        units=vattrs.get("units"),
+                        dims=list(dims),
+                        shape=list(var.shape),
+                        dtype=str(var.dtype),
+                        chunks=list(var.chunks) if var.chunks else None,
+                        nbytes=int(np.prod(var.shape)) * var.dtype.itemsize,
+                    )
+                )
+    asset.attributes_text = _text(attrs)
+    return _finish(asset, coords)
+
+
+def _zarr(path: Path, asset: Asset) -> Asset:
+    import zarr
+
+    meta = json.loads((path / ".zmetadata").read_text())["metadata"]
+    attrs = meta.get(".zattrs", {})
+    coords: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+    for key, zarray in meta.items():
+        if not key.endswith("/.zarray"):
+            continue
+        name = key.removesuffix("/.zarray")
+        vattrs = meta.get(f"{name}/.zattrs", {})
+        dims = tuple(vattrs.get("_ARRAY_DIMENSIONS", []))
+        if _is_coord(name, dims):
+            arr = zarr.open_array(store=str(path / name), mode="r", zarr_format=2)
+            values = np.asarray(arr[:])
+            fill = zarr_fill(zarray)
+            if isinstance(fill, str) and fill.lower() == "nan":
+                missing = bool(np.isnan(values).any())
+            else:
+                missing = fill is not None and bool(np.any(values == fill))
+            if missing:
+                raise ValueError(f"coordinate {name} has missing chunks (fill value {fill})")
+            coords[name] = (vattrs, values)
+        elif len(dims) >= 2:
+            dtype = np.dtype(zarray["dtype"])
+            asset.variables.append(
+                Variable(
+                    name=name,
+                    standard_name=vattrs.get("standard_name"),
+                    long_name=vattrs.get("long_name"),
+                    units=vattrs.get("units"),
+                    dims=list(dims),
+                    shape=list(zarray["shape"]),
+                    dtype=str(dtype),
+                    chunks=list(zarray["chunks"]),
+                    nbytes=int(np.prod(zarray["shape"])) * dtype.itemsize,
+                )
+            )
+    asset.facets = {k: str(attrs[k]) for k in FACET_KEYS if k in attrs}
+    asset.attributes_text = _text(attrs)
+    return _finish(asset, coords)
+
+
+def zarr_fill(zarray: dict[str, Any]) -> Any:
+    """The fill value of a Zarr v2 array (None when unset)."""
+    return zarray.get("fill_value")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size > 1 else value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def tree_stat(path: Path) -> tuple[int, int]:
+    """(total bytes, newest mtime in ns) of a file or a directory tree."""
+    if path.is_file():
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    size, mtime = 0, path.stat().st_mtime_ns
+    for root, _, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            size += st.st_size
+            mtime = max(mtime, st.st_mtime_ns)
+    return size, mtime
+
+
+def extract(
+    root: str, relpath: str, region: str, dataset: str, bucket: str, etag: str | None = None
+) -> dict[str, Any]:
+    """Describe one asset; errors become a quarantined record (never raised).
+
+    Args:
+        root: The region's file-system root.
+        relpath: The asset's path under ``root`` (``bucket/key``).
+        region: Region name.
+        dataset: Dataset (collection) name.
+        bucket: Data-repository bucket, for the asset's URI.
+        etag: ETag recorded by the import, if known.
+
+    Returns:
+        The asset as a JSON-ready dict (plain data travels cheaply from Dask workers).
+    """
+    path = Path(root) / relpath
+    fmt = "zarr" if path.is_dir() else ("netcdf" if path.suffix in (".nc", ".nc4") else "unknown")
+    key = relpath.split("/", 1)[1] if "/" in relpath else relpath
+    size, mtime = tree_stat(path) if path.exists() else (0, 0)
+    asset = Asset(
+        id=asset_id(region, relpath),
+        region=region,
+        dataset=dataset,
+        path=relpath,
+        uri=f"s3://{bucket}/{key.rstrip('/')}" + ("/" if fmt == "zarr" else ""),
+        format=fmt,  # type: ignore[arg-type]
+        size=size,
+        mtime_ns=mtime,
+        etag=etag,
+    )
+    try:
+        if size == 0:
+            raise ValueError("zero-byte asset")
+        result = _zarr(path, asset) if fmt == "zarr" else _netcdf(path, asset)
+        if not result.variables:
+            raise ValueError("no data variables with two or more dimensions")
+    except Exception as exc:  # quarantine everything; a bad file must not stop the refresh
+        asset.variables, asset.quarantined = [], True
+        asset.error_class, asset.error_message = type(exc).__name__, str(exc)[:2000]
+        result = asset
+    result.indexed_at = datetime.now(UTC)
+    return result.model_dump(mode="json")

@@ -1,0 +1,145 @@
+"""Incremental catalog refresh, as library steps: scan, diff, index, delete.
+
+The flow in ``flows/catalog_refresh.py`` wires these into Prefect tasks on each
+region's Dask cluster; they are plain functions so they can be tested alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from proxima import opensearch
+from proxima.catalog.extract import tree_stat
+from proxima.catalog.model import asset_id
+from proxima.config import RegionConfig
+from proxima.repository import MANIFEST, TMP_MARK
+
+ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
+
+
+@dataclass
+class Candidate:
+    """An asset found on the file system."""
+
+    id: str
+    relpath: str
+    dataset: str
+    bucket: str
+    size: int
+    mtime_ns: int
+    etag: str | None = None
+
+
+@dataclass
+class Diff:
+    """What the refresh has to do for one region."""
+
+    new: list[Candidate] = field(default_factory=list)
+    changed: list[Candidate] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    def summary(self) -> dict[str, int]:
+        """Counts only."""
+        return {
+            "new": len(self.new),
+            "changed": len(self.changed),
+            "deleted": len(self.deleted),
+            "unchanged": self.unchanged,
+        }
+
+
+def scan_region(region: RegionConfig, root: str) -> list[Candidate]:
+    """Every NetCDF file and Zarr store under the region's dataset buckets."""
+    found: list[Candidate] = []
+    for dataset in region.datasets:
+        base = Path(root) / dataset.bucket
+        if not base.is_dir():
+            continue
+        try:
+            etags = {k: v["etag"] for k, v in json.loads((base / MANIFEST).read_text()).items()}
+        except (FileNotFoundError, json.JSONDecodeError):
+            etags = {}
+        for dirpath, dirnames, filenames in os.walk(base):
+            here = Path(dirpath)
+            if any(marker in filenames for marker in ZARR_MARKERS) and here != base:
+                dirnames.clear()
+                found.append(_candidate(region.name, Path(root), here, dataset.name, dataset.bucket, None))
+                continue
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name == MANIFEST or name.startswith(TMP_MARK) or name.startswith("."):
+                    continue
+                if name.endswith((".nc", ".nc4")):
+                    path = here / name
+                    key = path.relative_to(base).as_posix()
+                    found.append(
+                        _candidate(region.name, Path(root), path, dataset.name, dataset.bucket,
+                                   etags.get(key))
+                    )
+    return found
+
+
+def _candidate(
+    region: str, root: Path, path: Path, dataset: str, bucket: str, etag: str | None
+) -> Candidate:
+    rel = path.relative_to(root).as_posix()
+    size, mtime = tree_stat(path)
+    return Candidate(asset_id(region, rel), rel, dataset, bucket, size, mtime, etag)
+
+
+def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
+    """id → (size, mtime_ns) of the region's documents in ``index``."""
+    query = {"term": {"region": region}}
+    return {
+        hit["_id"]: (hit["_source"].get("size", -1), hit["_source"].get("mtime_ns", -1))
+        for hit in opensearch.scan(client, index, query, source=["size", "mtime_ns"])
+    }
+
+
+def diff(candidates: list[Candidate], current: dict[str, tuple[int, int]]) -> Diff:
+    """Compare the file system with the catalog by (size, mtime)."""
+    result = Diff()
+    seen = set()
+    for cand in candidates:
+        seen.add(cand.id)
+        if cand.id not in current:
+            result.new.append(cand)
+        elif current[cand.id] != (cand.size, cand.mtime_ns):
+            result.changed.append(cand)
+        else:
+            result.unchanged += 1
+    result.deleted = sorted(set(current) - seen)
+    return result
+
+
+def index_actions(index: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bulk index actions; the file's mtime is the external version, so an older
+    extraction racing a newer one can never overwrite it."""
+    return [
+        {
+            "_op_type": "index",
+            "_index": index,
+            "_id": doc["id"],
+            "version": max(int(doc["mtime_ns"]), 0),
+            "version_type": "external_gte",
+            "_source": {k: v for k, v in doc.items() if k != "id"},
+        }
+        for doc in docs
+    ]
+
+
+def delete_actions(index: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Bulk delete actions."""
+    return [{"_op_type": "delete", "_index": index, "_id": i} for i in ids]
+
+
+def candidate_dict(c: Candidate) -> dict[str, Any]:
+    """Plain form for transport between tasks."""
+    return asdict(c)

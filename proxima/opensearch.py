@@ -1,0 +1,244 @@
+"""OpenSearch: the catalog index, its versioned lifecycle behind an alias, and bulk writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import NotFoundError, TransportError
+
+from proxima.errors import ProximaError
+
+RETRYABLE = {429, 500, 502, 503, 504}
+
+MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "region": {"type": "keyword"},
+        "dataset": {"type": "keyword"},
+        "path": {"type": "keyword"},
+        "uri": {"type": "keyword"},
+        "format": {"type": "keyword"},
+        "size": {"type": "long"},
+        "mtime_ns": {"type": "long"},
+        "etag": {"type": "keyword"},
+        "variables": {
+            "type": "nested",
+            "properties": {
+                "name": {"type": "keyword"},
+                "standard_name": {"type": "keyword"},
+                "long_name": {"type": "text"},
+                "units": {"type": "keyword"},
+                "dims": {"type": "keyword"},
+                "shape": {"type": "long"},
+                "dtype": {"type": "keyword"},
+                "chunks": {"type": "long"},
+                "nbytes": {"type": "long"},
+            },
+        },
+        "variable_names": {"type": "keyword"},
+        "standard_names": {"type": "keyword"},
+        "time": {
+            "properties": {
+                "start": {"type": "date"},
+                "end": {"type": "date"},
+                "start_native": {"type": "keyword"},
+                "end_native": {"type": "keyword"},
+                "calendar": {"type": "keyword"},
+                "frequency": {"type": "keyword"},
+                "steps": {"type": "long"},
+            }
+        },
+        "bbox": {"type": "float"},
+        "extent": {"type": "geo_shape"},
+        "lon_convention": {"type": "keyword"},
+        "lat_descending": {"type": "boolean"},
+        "facets": {
+            "properties": {
+                k: {"type": "keyword"}
+                for k in (
+                    "activity_id", "institution_id", "source_id", "experiment_id",
+                    "member_id", "table_id", "grid_label", "version",
+                )
+            }
+        },
+        "attributes_text": {"type": "text"},
+        "quarantined": {"type": "boolean"},
+        "error_class": {"type": "keyword"},
+        "error_message": {"type": "text"},
+        "indexed_at": {"type": "date"},
+        "catalog_version": {"type": "integer"},
+    },
+}
+SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
+
+
+class CatalogUnavailable(ProximaError):
+    """OpenSearch cannot be reached or refused an operation."""
+
+
+@dataclass
+class BulkReport:
+    """The outcome of a bulk write: nothing is dropped without being listed here."""
+
+    ok: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    retries: int = 0
+
+
+def connect(endpoint: str, *, timeout: float = 30.0, **kwargs: Any) -> OpenSearch:
+    """An OpenSearch client for ``endpoint`` (auth/TLS kwargs pass through)."""
+    return OpenSearch(hosts=[endpoint], timeout=timeout, **kwargs)
+
+
+def new_index_name(alias: str) -> str:
+    """A fresh versioned index name behind ``alias``."""
+    return f"{alias}-v{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
+
+
+def create_index(client: OpenSearch, name: str) -> None:
+    """Create ``name`` with the catalog mapping."""
+    client.indices.create(index=name, body={"settings": SETTINGS, "mappings": MAPPING})
+
+
+def alias_target(client: OpenSearch, alias: str) -> str | None:
+    """The index ``alias`` points at (None if the alias does not exist)."""
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        return None
+    names = sorted(found)
+    return names[-1] if names else None
+
+
+def ensure_alias(client: OpenSearch, alias: str) -> str:
+    """Make sure ``alias`` exists, creating a first versioned index if needed."""
+    try:
+        target = alias_target(client, alias)
+    except (OSConnectionError, TransportError) as exc:
+        raise CatalogUnavailable(f"OpenSearch is not reachable: {exc}") from exc
+    if target:
+        return target
+    name = new_index_name(alias)
+    create_index(client, name)
+    client.indices.update_aliases(body={"actions": [{"add": {"index": name, "alias": alias}}]})
+    return name
+
+
+def swap_alias(client: OpenSearch, alias: str, new_index: str) -> str | None:
+    """Point ``alias`` at ``new_index`` in one atomic call; return the old index."""
+    old = alias_target(client, alias)
+    actions: list[dict[str, Any]] = [{"add": {"index": new_index, "alias": alias}}]
+    if old and old != new_index:
+        actions.insert(0, {"remove": {"index": old, "alias": alias}})
+    client.indices.update_aliases(body={"actions": actions})
+    return old
+
+
+def cleanup_orphans(client: OpenSearch, alias: str) -> list[str]:
+    """Delete versioned indices of ``alias`` that the alias does not point at."""
+    current = alias_target(client, alias)
+    found = client.indices.get(index=f"{alias}-v*", ignore_unavailable=True, allow_no_indices=True)
+    orphans = sorted(name for name in found if name != current)
+    for name in orphans:
+        client.indices.delete(index=name, ignore_unavailable=True)
+    return orphans
+
+
+def bulk(
+    client: OpenSearch,
+    actions: Iterable[dict[str, Any]],
+    *,
+    chunk_size: int = 500,
+    max_retries: int = 5,
+    initial_backoff: float = 0.5,
+    refresh: bool = True,
+) -> BulkReport:
+    """Send actions with retries on 429/5xx; collect every per-document error.
+
+    ``streaming_bulk`` retries per-document 429s only with ``raise_on_error=False``;
+    whole-request 5xx and connection errors are retried here with backoff. Ids are
+    deterministic, so a re-sent chunk is idempotent.
+    """
+    report = BulkReport()
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        delay = initial_backoff
+        for attempt in range(max_retries + 1):
+            try:
+                for ok, item in helpers.streaming_bulk(
+                    client,
+                    chunk,
+                    chunk_size=len(chunk),
+                    max_retries=max_retries,
+                    initial_backoff=initial_backoff,
+                    raise_on_error=False,
+                    raise_on_exception=False,
+                ):
+                    op = next(iter(item.values()))
+                    if ok or (op.get("status") == 404 and "delete" in item):
+                        report.ok += 1
+                    elif op.get("status") == 409:  # external version: newer data already there
+                        report.ok += 1
+                    else:
+                        report.errors.append(
+                            {"id": op.get("_id"), "status": op.get("status"), "error": op.get("error")}
+                        )
+                return
+            except (OSConnectionError, TransportError) as exc:
+                status = getattr(exc, "status_code", None)
+                if attempt == max_retries or (isinstance(status, int) and status not in RETRYABLE):
+                    for action in chunk:
+                        report.errors.append(
+                            {"id": action.get("_id"), "status": status, "error": str(exc)}
+                        )
+                    return
+                report.retries += 1
+                time.sleep(delay)
+                delay *= 2
+
+    indices: set[str] = set()
+    for action in actions:
+        indices.add(action["_index"])
+        chunk.append(action)
+        if len(chunk) >= chunk_size:
+            flush()
+            chunk = []
+    if chunk:
+        flush()
+    if refresh and indices:
+        client.indices.refresh(index=",".join(sorted(indices)))
+    return report
+
+
+def scan(
+    client: OpenSearch, index: str, query: dict[str, Any], source: list[str] | bool = True,
+    page_size: int = 1000,
+) -> Iterator[dict[str, Any]]:
+    """Every hit of ``query`` (beyond 10,000) with a point in time and search_after."""
+    pit = client.create_pit(index=index, params={"keep_alive": "2m"})["pit_id"]
+    try:
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "size": page_size,
+                "query": query,
+                "_source": source,
+                "pit": {"id": pit, "keep_alive": "2m"},
+                "sort": [{"region": "asc"}, {"path": "asc"}],
+            }
+            if after is not None:
+                body["search_after"] = after
+            hits = client.search(body=body)["hits"]["hits"]
+            if not hits:
+                return
+            yield from hits
+            after = hits[-1]["sort"]
+    finally:
+        client.delete_pit(body={"pit_id": [pit]})

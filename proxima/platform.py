@@ -1,0 +1,75 @@
+"""Where things are: the regions, the catalog and the results store, as one typed object.
+
+Flows never hard-code endpoints: they build a :class:`Platform` from Prefect blocks
+when those exist (deployments), or from the stack configuration (local runs, tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from proxima.config import DatasetConfig, RegionConfig, StackConfig, load_stack_config
+from proxima.errors import ConfigurationError
+from proxima.settings import ProximaSettings, get_settings
+
+
+class Region(BaseModel):
+    """A data region as the flows see it."""
+
+    name: str
+    scheduler_address: str
+    dashboard_url: str | None = None
+    root: str = Field(description="The region's file-system mount (FSx for Lustre).")
+    config: RegionConfig
+
+    @property
+    def datasets(self) -> list[DatasetConfig]:
+        """Datasets held in the region."""
+        return self.config.datasets
+
+
+class Platform(BaseModel):
+    """Regions, catalog endpoint and results location."""
+
+    regions: list[Region]
+    opensearch_endpoint: str
+    catalog_alias: str
+    results_dir: str
+
+    def region(self, name: str) -> Region:
+        """The region ``name``, or an error listing those that exist."""
+        for region in self.regions:
+            if region.name == name:
+                return region
+        known = ", ".join(r.name for r in self.regions)
+        raise ConfigurationError(f"unknown region {name!r}; known regions: {known}")
+
+    @property
+    def region_names(self) -> list[str]:
+        """All region names."""
+        return [r.name for r in self.regions]
+
+
+def from_stack(
+    config: StackConfig | None = None, settings: ProximaSettings | None = None
+) -> Platform:
+    """The platform of the local stack."""
+    settings = settings or get_settings()
+    config = config or load_stack_config(settings=settings)
+    return Platform(
+        regions=[
+            Region(
+                name=r.name,
+                scheduler_address=r.scheduler_address,
+                dashboard_url=r.dashboard_url,
+                root=str(settings.region_root(r.name)),
+                config=r,
+            )
+            for r in config.regions
+        ],
+        opensearch_endpoint=config.opensearch.endpoint,
+        catalog_alias=config.opensearch.alias,
+        results_dir=str(Path(settings.state_dir) / "results"),
+    )
