@@ -133,6 +133,13 @@ class StackConfig(_Strict):
     prefect: PrefectService = PrefectService()
     opensearch: OpenSearchService = OpenSearchService()
     regions: list[RegionConfig] = Field(min_length=1)
+    client_region: str = Field(
+        default="us-east-1", description="Where the scientist (flow client) sits: results land here."
+    )
+    egress_prices: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.02},
+        description="USD per GB between regions, keyed 'src->dst', with a 'default'.",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> StackConfig:

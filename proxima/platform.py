@@ -37,6 +37,8 @@ class Platform(BaseModel):
     opensearch_endpoint: str
     catalog_alias: str
     results_dir: str
+    client_region: str = "us-east-1"
+    egress_prices: dict[str, float] = Field(default_factory=lambda: {"default": 0.02})
 
     def region(self, name: str) -> Region:
         """The region ``name``, or an error listing those that exist."""
@@ -72,4 +74,6 @@ def from_stack(
         opensearch_endpoint=config.opensearch.endpoint,
         catalog_alias=config.opensearch.alias,
         results_dir=str(Path(settings.state_dir) / "results"),
+        client_region=config.client_region,
+        egress_prices=config.egress_prices,
     )

@@ -1,0 +1,302 @@
+"""Planning: resolve selections through the catalog, group assets by region,
+estimate bytes read, bytes that cross regions and what that egress costs.
+
+Everything here runs before any cluster is touched; every refusal says what was
+wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+from opensearchpy import OpenSearch
+from pydantic import BaseModel, Field
+
+from proxima.analysis.kernels import AGGREGATES, AssetRef, KernelSpec
+from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
+from proxima.catalog.search import CatalogQuery, known_variables, search
+from proxima.errors import ProximaError
+
+DEFAULT_PRICES = {"default": 0.02, "us-east-1->us-east-2": 0.01, "us-east-2->us-east-1": 0.01}
+GB = 1e9
+
+
+class PlanningError(ProximaError):
+    """The request cannot be planned (nothing was submitted to any cluster)."""
+
+
+class RegionPlan(BaseModel):
+    """What one region will do for one selection."""
+
+    region: str
+    spec: KernelSpec
+    bytes_read: int = Field(description="Estimated bytes of data read in the region.")
+    bytes_out: int = Field(description="Estimated bytes of partial aggregates returned.")
+    crosses_region: bool
+    egress_usd: float
+
+
+class SelectionPlan(BaseModel):
+    """A resolved selection."""
+
+    role: str
+    dataset: str
+    variable: str
+    units: str | None
+    grid: list[int]
+    calendar: str | None
+    regions: list[RegionPlan]
+
+
+class Plan(BaseModel):
+    """The whole plan of a request."""
+
+    client_region: str
+    selections: list[SelectionPlan]
+
+    @property
+    def bytes_read(self) -> int:
+        """Total estimated bytes read."""
+        return sum(r.bytes_read for s in self.selections for r in s.regions)
+
+    @property
+    def bytes_crossing(self) -> int:
+        """Estimated bytes that cross regions."""
+        return sum(r.bytes_out for s in self.selections for r in s.regions if r.crosses_region)
+
+    @property
+    def egress_usd(self) -> float:
+        """Estimated egress cost."""
+        return sum(r.egress_usd for s in self.selections for r in s.regions)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per selection and region (for artifacts and the CLI)."""
+        return [
+            {
+                "selection": s.role,
+                "region": r.region,
+                "dataset": s.dataset,
+                "variable": s.variable,
+                "assets": len(r.spec.assets),
+                "bytes_read_est": r.bytes_read,
+                "bytes_out_est": r.bytes_out,
+                "crosses_region": r.crosses_region,
+                "egress_usd": round(r.egress_usd, 6),
+            }
+            for s in self.selections
+            for r in s.regions
+        ]
+
+
+def price_per_gb(prices: dict[str, float], source: str, dest: str) -> float:
+    """Inter-region transfer price per GB (0 inside a region)."""
+    if source == dest:
+        return 0.0
+    return prices.get(f"{source}->{dest}", prices.get("default", 0.02))
+
+
+def _day_key(value: date) -> int:
+    return value.year * 10000 + value.month * 100 + value.day
+
+
+def _overlap_fraction(asset: dict[str, Any], sel: Selection) -> float:
+    t = asset.get("time") or {}
+    try:
+        a0 = datetime.fromisoformat(t["start"].replace("Z", "+00:00")).date()
+        a1 = datetime.fromisoformat(t["end"].replace("Z", "+00:00")).date()
+    except (KeyError, ValueError):
+        return 1.0
+    span = max((a1 - a0).days + 1, 1)
+    overlap = (min(a1, sel.end) - max(a0, sel.start)).days + 1
+    return min(max(overlap / span, 0.0), 1.0)
+
+
+def _space_fraction(asset: dict[str, Any], sel: Selection) -> tuple[float, float]:
+    w, s, e, n = sel.bbox
+    lon_span = (e - w) if w <= e else (360.0 - w + e)
+    ab = asset.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
+    a_lon = (ab[2] - ab[0]) if ab[0] <= ab[2] else (360.0 - ab[0] + ab[2])
+    a_lat = max(ab[3] - ab[1], 1e-9)
+    return min(lon_span / max(a_lon, 1e-9), 1.0), min((n - s) / a_lat, 1.0)
+
+
+def _resolve_variable(assets: list[dict[str, Any]], wanted: str) -> tuple[str, dict[str, Any]]:
+    names: dict[str, dict[str, Any]] = {}
+    for asset in assets:
+        for var in asset["variables"]:
+            if wanted in (var["name"], var.get("standard_name")):
+                names[var["name"]] = var
+    if len(names) > 1:
+        raise PlanningError(
+            f"{wanted!r} is ambiguous: it matches variables {sorted(names)}; name one of them"
+        )
+    name = next(iter(names))
+    return name, names[name]
+
+
+def _check_one_grid(assets: list[dict[str, Any]], variable: str, sel: Selection) -> list[int]:
+    grids = defaultdict(set)
+    for asset in assets:
+        var = next(v for v in asset["variables"] if v["name"] == variable)
+        key = tuple(var["shape"][1:])
+        facets = asset.get("facets") or {}
+        grids[key].add(
+            "/".join(facets[k] for k in ("source_id", "member_id", "grid_label") if k in facets)
+            or asset["dataset"]
+        )
+    sources = sorted({s for group in grids.values() for s in group})
+    if len(grids) > 1 or len(sources) > 1:
+        raise PlanningError(
+            f"the selection of {sel.variable!r} mixes {len(sources)} models/members/grids "
+            f"({sources}); their values cannot be combined cell by cell. Pin one with facets, "
+            'e.g. {"source_id": "...", "member_id": "..."}'
+        )
+    return list(next(iter(grids)))
+
+
+def _out_cells(request: AnalysisRequest, grid: list[int], nlat: float, nlon: float,
+               steps: int) -> int:
+    groups = {"month": 12, "season": 4}.get(request.group_by or "", 0)
+    if request.group_by == "year":
+        groups = max(steps // 8760 + 2, 1)
+    if request.over == "time":
+        return max(int(nlat * nlon), 1) * max(groups, 1)
+    if request.over == "space":
+        return groups or steps
+    return max(groups, 1)
+
+
+def plan_selection(
+    role: str,
+    sel: Selection,
+    request: AnalysisRequest,
+    client: OpenSearch,
+    alias: str,
+    client_region: str,
+    prices: dict[str, float],
+) -> SelectionPlan:
+    """Resolve one selection into per-region kernel specs with estimates."""
+    query = CatalogQuery(
+        dataset=sel.dataset,
+        variable=sel.variable,
+        start=datetime.combine(sel.start, datetime.min.time()),
+        end=datetime.combine(sel.end, datetime.max.time()),
+        bbox=sel.bbox,
+        facets=sel.facets,
+    )
+    assets = search(client, alias, query).assets
+    if not assets:
+        known = known_variables(client, alias)
+        if sel.variable not in known:
+            raise PlanningError(
+                f"unknown variable {sel.variable!r}; the catalog has: {', '.join(known) or 'none'}"
+            )
+        raise PlanningError(
+            f"{role}: no asset of {sel.variable!r}"
+            + (f" in dataset {sel.dataset!r}" if sel.dataset else "")
+            + f" overlaps {sel.start}..{sel.end}, box {sel.bbox}"
+            + (f" and facets {sel.facets}" if sel.facets else "")
+        )
+    datasets = sorted({a["dataset"] for a in assets})
+    if len(datasets) > 1:
+        raise PlanningError(
+            f"{role}: {sel.variable!r} is in several datasets {datasets}; set selection.dataset"
+        )
+    variable, var_meta = _resolve_variable(assets, sel.variable)
+    grid = _check_one_grid(assets, variable, sel)
+    units = var_meta.get("units")
+    if request.convert:
+        source_units = CONVERSIONS[request.convert][0]
+        if units != source_units:
+            allowed = [k for k, v in CONVERSIONS.items() if v[0] == units]
+            raise PlanningError(
+                f"{role}: conversion {request.convert!r} needs units {source_units!r} but "
+                f"{variable} is in {units!r}; allowed for it: {allowed or 'none'}"
+            )
+    by_region: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for asset in assets:
+        by_region[asset["region"]].append(asset)
+    regions = []
+    for region, items in sorted(by_region.items()):
+        read = 0.0
+        steps = 0
+        fx, fy = _space_fraction(items[0], sel)
+        for asset in items:
+            var = next(v for v in asset["variables"] if v["name"] == variable)
+            ft = _overlap_fraction(asset, sel)
+            read += var["nbytes"] * ft * fx * fy
+            steps += int(var["shape"][0] * ft)
+        nlat, nlon = grid[0] * fy, grid[1] * fx
+        cells = _out_cells(request, grid, nlat, nlon, steps)
+        bytes_out = cells * len(AGGREGATES) * 8 + 4096
+        crosses = region != client_region
+        regions.append(
+            RegionPlan(
+                region=region,
+                spec=KernelSpec(
+                    variable=variable,
+                    start_key=_day_key(sel.start),
+                    end_key=_day_key(sel.end),
+                    bbox=sel.bbox,
+                    over=request.over,
+                    group_by=request.group_by,
+                    assets=[AssetRef(path=a["path"], format=a["format"], size=a["size"])
+                            for a in sorted(items, key=lambda a: a["path"])],
+                ),
+                bytes_read=int(read),
+                bytes_out=bytes_out,
+                crosses_region=crosses,
+                egress_usd=bytes_out / GB * price_per_gb(prices, region, client_region),
+            )
+        )
+    calendars = {(a.get("time") or {}).get("calendar") for a in assets}
+    return SelectionPlan(
+        role=role,
+        dataset=datasets[0],
+        variable=variable,
+        units=units,
+        grid=grid,
+        calendar=sorted(c for c in calendars if c)[0] if any(calendars) else None,
+        regions=regions,
+    )
+
+
+def make_plan(
+    request: AnalysisRequest,
+    client: OpenSearch,
+    alias: str,
+    client_region: str,
+    prices: dict[str, float] | None = None,
+) -> Plan:
+    """Plan ``request``; raise PlanningError on anything that cannot run.
+
+    Raises:
+        PlanningError: Unknown variable, empty selection, ambiguous or mixed
+            selection, bad conversion, or estimates above the request's guards.
+    """
+    prices = prices or DEFAULT_PRICES
+    sels = [("selection", request.selection)]
+    if request.baseline is not None:
+        sels.append(("baseline", request.baseline))
+    plan = Plan(
+        client_region=client_region,
+        selections=[plan_selection(role, s, request, client, alias, client_region, prices)
+                    for role, s in sels],
+    )
+    if request.baseline is not None:
+        units = {s.units for s in plan.selections}
+        if len(units) > 1:
+            raise PlanningError(f"selection and baseline have different units {sorted(units)}")
+    if plan.bytes_read > request.max_read_bytes:
+        raise PlanningError(
+            f"the request would read about {plan.bytes_read / GB:.2f} GB, above max_read_bytes "
+            f"{request.max_read_bytes / GB:.2f} GB; narrow the time range or box, or raise it"
+        )
+    if plan.bytes_crossing > request.max_transfer_bytes:
+        raise PlanningError(
+            f"about {plan.bytes_crossing} bytes would cross regions, above max_transfer_bytes "
+            f"{request.max_transfer_bytes}; reduce over more dimensions or raise the limit"
+        )
+    return plan

@@ -1,0 +1,125 @@
+"""Turning combined aggregates into the answer: statistic, units, comparison, files."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from proxima.analysis.kernels import finalize
+from proxima.analysis.request import CONVERSIONS, AnalysisRequest
+
+
+def convert(da: xr.DataArray, request: AnalysisRequest, units: str | None) -> xr.DataArray:
+    """Apply the requested unit conversion (std and count are not shifted)."""
+    if not request.convert:
+        return da.assign_attrs(units=units or "")
+    _, target, scale, offset = CONVERSIONS[request.convert]
+    shift = 0.0 if request.reduction in ("std",) else offset
+    if request.reduction == "sum":
+        shift = 0.0  # a sum of Kelvins is not a sum of Celsius plus a constant
+    return (da * scale + shift).assign_attrs(units=target)
+
+
+def statistic(agg: xr.Dataset, request: AnalysisRequest, units: str | None) -> xr.DataArray:
+    """The requested statistic in the requested units."""
+    return convert(finalize(agg, request.reduction), request, units)
+
+
+def coarser_grid_difference(b: xr.DataArray, a: xr.DataArray) -> xr.DataArray:
+    """``b - a``, interpolating the finer field onto the coarser grid first."""
+    if "lat" in b.dims and "lon" in b.dims:
+        if b.sizes["lat"] * b.sizes["lon"] >= a.sizes["lat"] * a.sizes["lon"]:
+            b = _interp(b, a)
+        else:
+            a = _interp(a, b)
+    b, a = xr.align(b, a, join="inner")
+    return b - a
+
+
+def _interp(field: xr.DataArray, onto: xr.DataArray) -> xr.DataArray:
+    src = field.sortby("lat").sortby("lon")
+    out = src.interp(lat=onto["lat"], lon=onto["lon"], method="linear",
+                     kwargs={"fill_value": None})
+    return out
+
+
+def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Path:
+    """Write ``result`` so that only a complete file ever has the final name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / (name if name.endswith((".nc", ".zarr")) else
+                         f"{name}.{'nc' if fmt == 'netcdf' else 'zarr'}")
+    tmp = directory / f".partial-{uuid.uuid4().hex}-{final.name}"
+    try:
+        if fmt == "netcdf":
+            result.to_netcdf(tmp, engine="h5netcdf")
+            os.replace(tmp, final)
+        else:
+            result.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    return final
+
+
+def plot_png(da: xr.DataArray, title: str) -> bytes:
+    """A PNG of the result: a map, a series or a bar per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=90)
+    data = da
+    extra = [d for d in data.dims if d not in ("lat", "lon")]
+    if "lat" in data.dims and "lon" in data.dims:
+        if extra:
+            data = data.isel({d: 0 for d in extra})
+        data.sortby("lat").plot(ax=ax)  # type: ignore[call-arg]
+    elif data.ndim == 1:
+        dim = data.dims[0]
+        xs = [str(v) for v in np.asarray(data[dim].values)]
+        ax.plot(range(len(xs)), np.asarray(data.values), marker="." if len(xs) < 50 else None)
+        step = max(len(xs) // 8, 1)
+        ax.set_xticks(range(0, len(xs), step), xs[::step], rotation=30, fontsize=7)
+        ax.set_ylabel(str(data.attrs.get("units", "")))
+    else:
+        ax.text(0.5, 0.5, f"{float(data.values):.4g} {data.attrs.get('units', '')}",
+                ha="center", va="center", fontsize=20)
+        ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_markdown(png: bytes, alt: str) -> str:
+    """Markdown that embeds a PNG inline."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def scalar_or_summary(da: xr.DataArray) -> dict[str, Any]:
+    """A short, printable summary of the answer."""
+    values = np.asarray(da.values, dtype=float)
+    if values.size == 1:
+        return {"value": float(values.reshape(-1)[0]), "units": da.attrs.get("units")}
+    finite = values[np.isfinite(values)]
+    return {
+        "shape": dict(da.sizes),
+        "min": float(finite.min()) if finite.size else None,
+        "mean": float(finite.mean()) if finite.size else None,
+        "max": float(finite.max()) if finite.size else None,
+        "units": da.attrs.get("units"),
+    }
