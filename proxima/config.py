@@ -71,6 +71,12 @@ class DatasetConfig(_Strict):
     end: str = Field(description="Last month held, YYYY-MM.")
     variables: list[str] = Field(min_length=1)
     resolution: float = Field(default=2.0, gt=0.05, le=30.0, description="Grid spacing, degrees.")
+    area: list[float] | None = Field(
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="ERA5 only: a limited-area grid [west, south, east, north] (0..360 allowed).",
+    )
 
     @field_validator("start", "end")
     @classmethod

@@ -15,19 +15,28 @@ def wrap180(lon: float) -> float:
 def lon_extent(lon: np.ndarray) -> tuple[float, float, bool]:
     """West and east edge of a longitude axis (cell edges) and whether it is global.
 
+    The covered arc is the complement of the largest gap between neighbouring
+    longitudes on the circle, so axes in 0..360, in -180..180, or wrapping
+    (350, 355, 0, 5) are all handled.
+
     Returns:
         (west, east, global) with west/east in [-180, 180]; west > east when the
         span crosses the antimeridian.
     """
-    values = np.asarray(lon, dtype=float)
+    values = np.sort(np.mod(np.asarray(lon, dtype=float), 360.0))
     if values.size == 0:
         raise ValueError("empty longitude axis")
-    step = float(np.median(np.abs(np.diff(np.sort(values))))) if values.size > 1 else 0.0
-    span = float(values.max() - values.min()) + step
-    if span >= 360.0 - 1e-6:
+    if values.size == 1:
+        return wrap180(values[0]), wrap180(values[0]), False
+    gaps = np.diff(np.append(values, values[0] + 360.0))
+    step = float(np.min(gaps[gaps > 1e-9])) if np.any(gaps > 1e-9) else 0.0
+    widest = int(np.argmax(gaps))
+    if gaps[widest] <= step * 1.5 + 1e-6:
         return -180.0, 180.0, True
-    west = wrap180(float(values.min()) - step / 2)
-    east = wrap180(float(values.max()) + step / 2)
+    first = values[(widest + 1) % values.size]  # westernmost point after the gap
+    last = values[widest]
+    west = wrap180(float(first) - step / 2)
+    east = wrap180(float(last) + step / 2)
     if east == -180.0:
         east = 180.0
     return west, east, False

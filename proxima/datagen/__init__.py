@@ -80,7 +80,7 @@ def estimate_bytes(dataset: DatasetConfig) -> int:
             total += len(item.months()) * len(lat) * len(lon) * 4
         else:
             y, m, _ = item
-            lat, lon = grid(dataset.resolution, descending_lat=True)
+            lat, lon = grid(dataset.resolution, descending_lat=True, area=dataset.area)
             total += 24 * calendar.monthrange(y, m)[1] * len(lat) * len(lon) * 4
     return total
 
@@ -150,7 +150,9 @@ def generate(
             else:
                 y, m, var = item
                 local = Path(tmp) / "file.nc"
-                era5.write_month(local, y, m, var, dataset.resolution, seed, on_progress=tick)
+                era5.write_month(
+                    local, y, m, var, dataset.resolution, seed, on_progress=tick, area=dataset.area
+                )
                 client.upload_file(str(local), dataset.bucket, key)
                 written += local.stat().st_size
     return GenerateReport(

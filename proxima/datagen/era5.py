@@ -38,11 +38,11 @@ def key(year: int, month: int, variable: str) -> str:
 
 def write_month(
     path: Path, year: int, month: int, variable: str, resolution: float, seed: int,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None, area: list[float] | None = None,
 ) -> None:
     """Write one month of one variable to ``path``, one day at a time."""
     kind, standard_name, units, long_name, tdim = VARIABLES[variable]
-    lat, lon = grid(resolution, descending_lat=True)
+    lat, lon = grid(resolution, descending_lat=True, area=area)
     days = calendar.monthrange(year, month)[1]
     start_h = int((datetime(year, month, 1) - _EPOCH).total_seconds() // 3600)
     hours = np.arange(start_h, start_h + 24 * days, dtype=np.int64)

@@ -68,11 +68,23 @@ def field(
     return out.astype(np.float32)
 
 
-def grid(resolution: float, *, descending_lat: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A global grid: latitudes -90..90 (or 90..-90) and longitudes 0..360 (exclusive)."""
-    n_lat = round(180.0 / resolution) + 1
-    lat = np.linspace(-90.0, 90.0, n_lat)
+def grid(
+    resolution: float, *, descending_lat: bool, area: list[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A grid: latitudes -90..90 (or 90..-90) and longitudes 0..360 (exclusive).
+
+    With ``area`` ([west, south, east, north]) the grid is limited to that box;
+    its longitudes run eastwards from ``west`` and wrap at 360 (350, 355, 0, 5).
+    """
+    if area is None:
+        n_lat = round(180.0 / resolution) + 1
+        lat = np.linspace(-90.0, 90.0, n_lat)
+        lon = np.arange(0.0, 360.0, resolution)
+    else:
+        west, south, east, north = area
+        lat = np.arange(south, north + resolution / 2, resolution)
+        width = (east - west) % 360.0 or 360.0
+        lon = np.mod(west + np.arange(0.0, width + resolution / 2, resolution), 360.0)
     if descending_lat:
         lat = lat[::-1].copy()
-    lon = np.arange(0.0, 360.0, resolution)
     return lat, lon

@@ -1,0 +1,102 @@
+"""Shared fixtures: one real local stack per test session, in an isolated state directory.
+
+The stack runs on ports shifted by PROXIMA_PORT_OFFSET (default 1000 here) so it
+never collides with a developer's stack. If a healthy test stack is already
+running with the same state directory it is reused and left running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("PROXIMA_TEST_STATE_DIR", ROOT / ".state" / "test-stack"))
+os.environ["PROXIMA_STATE_DIR"] = str(STATE)
+os.environ["PROXIMA_STACK_CONFIG"] = str(ROOT / "tests" / "stack.yaml")
+os.environ.setdefault("PROXIMA_PORT_OFFSET", "1000")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_HOME"] = str(STATE / "prefect")
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+(STATE / "prefect").mkdir(parents=True, exist_ok=True)
+
+from proxima.config import StackConfig, load_stack_config  # noqa: E402
+from proxima.settings import ProximaSettings, get_settings  # noqa: E402
+
+get_settings.cache_clear()
+SEED = 42
+
+
+@pytest.fixture(scope="session")
+def settings() -> ProximaSettings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def config(settings: ProximaSettings) -> StackConfig:
+    return load_stack_config(settings=settings)
+
+
+@pytest.fixture(scope="session")
+def stack(settings: ProximaSettings, config: StackConfig) -> Iterator[StackConfig]:
+    """The real stack, healthy; the Prefect client of this process points at it."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    from proxima.stack import manager
+
+    started_here = False
+    rows = manager.status(settings, config)
+    if not all(r.healthy for r in rows):
+        try:
+            manager.up(settings, config)
+        except Exception as exc:  # the message says which service and why
+            pytest.fail(f"the local stack could not start: {exc}", pytrace=False)
+        started_here = True
+    os.environ["PREFECT_API_URL"] = config.prefect.api_url
+    with temporary_settings(
+        {PREFECT_API_URL: config.prefect.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    ):
+        yield config
+    if started_here and os.environ.get("PROXIMA_KEEP_TEST_STACK") != "1":
+        manager.down(settings)
+
+
+@pytest.fixture(scope="session")
+def data(stack: StackConfig, settings: ProximaSettings) -> StackConfig:
+    """Every dataset of the test configuration generated (seed 42) and imported."""
+    from proxima import datagen, repository, s3
+
+    for region in stack.regions:
+        client = s3.client(region)
+        for dataset in region.datasets:
+            try:
+                present = client.list_objects_v2(Bucket=dataset.bucket, MaxKeys=1)["KeyCount"]
+            except client.exceptions.NoSuchBucket:
+                present = 0
+            if not present:  # moto keeps objects in memory: regenerate after a restart
+                datagen.generate(region, dataset, seed=SEED)
+    for region in stack.regions:
+        repository.import_region(region, settings.region_root(region.name))
+    return stack
+
+
+@pytest.fixture(scope="session")
+def catalog(data: StackConfig) -> dict:
+    """The catalog refreshed once over the generated data."""
+    from flows.catalog_refresh import catalog_refresh
+
+    return catalog_refresh()
+
+
+@pytest.fixture(scope="session")
+def os_client(stack: StackConfig):
+    from proxima import opensearch
+
+    return opensearch.connect(stack.opensearch.endpoint)

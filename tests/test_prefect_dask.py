@@ -1,0 +1,65 @@
+"""Prefect–Dask wiring: each regional subflow runs on its own region's workers,
+and every task run is recorded in the one real Prefect server."""
+
+import asyncio
+
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
+
+
+@task
+def where_am_i(i: int) -> dict:
+    import distributed
+
+    from proxima.settings import ProximaSettings
+
+    return {"i": i, "worker": distributed.get_worker().name,
+            "worker_region": ProximaSettings().region}
+
+
+@flow
+def regional(tag: str) -> list[dict]:
+    return [f.result() for f in [where_am_i.submit(i) for i in range(3)]]
+
+
+@task
+def run_in(region: str, address: str) -> list[dict]:
+    return regional.with_options(name=f"wiring-{region}",
+                                 task_runner=DaskTaskRunner(address=address))(region)
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+def parent(addresses: dict[str, str]) -> dict:
+    futures = {r: run_in.submit(r, a) for r, a in addresses.items()}
+    return {"run_id": str(get_run_context().flow_run.id),
+            "results": {r: f.result() for r, f in futures.items()}}
+
+
+def test_subflows_run_on_their_own_regions_and_are_recorded(stack):
+    addresses = {r.name: r.scheduler_address for r in stack.regions}
+    out = parent(addresses)
+    for region, rows in out["results"].items():
+        assert len(rows) == 3
+        assert {r["worker_region"] for r in rows} == {region}
+        assert {r["worker"] for r in rows} == {f"{region}-worker"}
+
+    async def recorded():
+        async with get_client() as client:
+            subflows = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[out["run_id"]])))
+            names = []
+            for sub in subflows:
+                runs = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id={"any_": [sub.id]}))
+                names += [(sub.name, t.name, t.state_type.value) for t in runs]
+            return subflows, names
+
+    subflows, task_runs = asyncio.run(recorded())
+    assert len(subflows) == 2
+    where = [t for t in task_runs if t[1].startswith("where_am_i")]
+    assert len(where) == 6, task_runs
+    assert all(state == "COMPLETED" for _, _, state in where)

@@ -1,0 +1,66 @@
+"""The real local stack: every service healthy, status reporting, clear refusals."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from proxima.errors import StackError
+from proxima.settings import ProximaSettings
+from proxima.stack import manager
+
+EXPECTED = {
+    "opensearch", "prefect-server", "prefect-worker",
+    "us-east-1-s3", "us-east-1-dask-scheduler", "us-east-1-dask-workers",
+    "us-west-2-s3", "us-west-2-dask-scheduler", "us-west-2-dask-workers",
+}
+
+
+def test_every_service_is_healthy(stack, settings):
+    rows = manager.status(settings, stack)
+    assert {r.name for r in rows} == EXPECTED
+    unhealthy = [(r.name, r.log) for r in rows if not r.healthy]
+    assert not unhealthy, f"unhealthy services (see logs): {unhealthy}"
+    assert all(r.pid and r.rss_bytes > 0 for r in rows)
+
+
+def test_status_json_from_the_cli(stack):
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "stack", "status", "--json"],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["name"] for r in rows} == EXPECTED
+    assert all(r["healthy"] and r["pid"] and r["url"] for r in rows)
+    urls = {r["name"]: r["url"] for r in rows}
+    assert urls["prefect-server"] == stack.prefect.ui_url
+    assert urls["us-west-2-dask-scheduler"] == stack.region("us-west-2").scheduler_address
+
+
+def test_up_again_keeps_the_running_processes(stack, settings):
+    before = {r.name: r.pid for r in manager.status(settings, stack)}
+    after = {r.name: r.pid for r in manager.up(settings, stack)}
+    assert before == after
+
+
+def test_up_with_a_different_configuration_is_refused(stack, settings):
+    changed = stack.model_copy(update={"client_region": "us-west-2"})
+    with pytest.raises(StackError, match="different configuration"):
+        manager.up(settings, changed)
+
+
+def test_port_in_use_is_reported_before_anything_starts(stack, settings, tmp_path):
+    other = ProximaSettings(
+        state_dir=tmp_path, stack_config=settings.stack_config, port_offset=settings.port_offset
+    )
+    with pytest.raises(StackError, match="already in use"):
+        manager.up(other, stack)
+    assert manager.status(other, stack) and not any(r.running for r in manager.status(other, stack))
+
+
+def test_missing_java_is_a_clear_error(stack, tmp_path):
+    other = ProximaSettings(state_dir=tmp_path, java="/nonexistent/java", port_offset=3000)
+    with pytest.raises(StackError, match="Java not found"):
+        manager.up(other, stack)
