@@ -169,39 +169,47 @@ def bulk(
     chunk: list[dict[str, Any]] = []
 
     def flush() -> None:
+        by_id = {str(a["_id"]): a for a in chunk}
+        pending = list(chunk)
         delay = initial_backoff
         for attempt in range(max_retries + 1):
+            retry: list[dict[str, Any]] = []
+            last = attempt == max_retries
             try:
                 for ok, item in helpers.streaming_bulk(
                     client,
-                    chunk,
-                    chunk_size=len(chunk),
+                    pending,
+                    chunk_size=len(pending),
                     max_retries=max_retries,
                     initial_backoff=initial_backoff,
                     raise_on_error=False,
                     raise_on_exception=False,
                 ):
-                    op = next(iter(item.values()))
-                    if ok or (op.get("status") == 404 and "delete" in item):
+                    op_type, op = next(iter(item.items()))
+                    status = op.get("status")
+                    if ok or (status == 404 and op_type == "delete") or status == 409:
+                        # 409 under external versioning: newer data is already indexed
                         report.ok += 1
-                    elif op.get("status") == 409:  # external version: newer data already there
-                        report.ok += 1
+                    elif status in RETRYABLE and not last:
+                        retry.append(by_id[str(op.get("_id"))])
                     else:
                         report.errors.append(
-                            {"id": op.get("_id"), "status": op.get("status"), "error": op.get("error")}
+                            {"id": op.get("_id"), "status": status, "error": op.get("error")}
                         )
-                return
             except (OSConnectionError, TransportError) as exc:
                 status = getattr(exc, "status_code", None)
-                if attempt == max_retries or (isinstance(status, int) and status not in RETRYABLE):
-                    for action in chunk:
-                        report.errors.append(
-                            {"id": action.get("_id"), "status": status, "error": str(exc)}
-                        )
+                if last or (isinstance(status, int) and status not in RETRYABLE):
+                    report.errors.extend(
+                        {"id": a.get("_id"), "status": status, "error": str(exc)} for a in pending
+                    )
                     return
-                report.retries += 1
-                time.sleep(delay)
-                delay *= 2
+                retry = pending
+            if not retry:
+                return
+            report.retries += 1
+            time.sleep(delay)
+            delay *= 2
+            pending = retry
 
     indices: set[str] = set()
     for action in actions:
