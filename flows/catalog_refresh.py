@@ -1,11 +1,13 @@
 """The catalog-refresh flow: per region, on that region's Dask cluster,
-import → scan → diff → extract headers → index. The catalog never goes empty."""
+import → scan → diff → extract headers → index. The catalog never goes empty.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -107,7 +109,7 @@ def run_region(region: Region, endpoint: str, index: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's own Dask scheduler."""
     bound = refresh_region.with_options(
         name=f"refresh-{region.name}",
-        task_runner=DaskTaskRunner(address=region.scheduler_address),
+        task_runner=DaskTaskRunner(address=region.scheduler_address),  # type: ignore[arg-type]
     )
     result: dict[str, Any] = bound(region=region, endpoint=endpoint, index=index)
     return result
@@ -124,7 +126,11 @@ def _select(platform: Platform, regions: list[str] | None) -> list[Region]:
     return [platform.region(n) for n in regions]
 
 
-@flow(name="catalog-refresh", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
+@flow(
+    name="catalog-refresh",
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
+    log_prints=True,
+)
 def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False) -> dict[str, Any]:
     """Refresh the catalog of the given regions (default all), concurrently.
 
@@ -146,8 +152,10 @@ def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False
         others = [n for n in platform.region_names if n not in {r.name for r in selected}]
         if others:  # keep the regions not being rebuilt
             client.reindex(
-                body={"source": {"index": current, "query": {"terms": {"region": others}}},
-                      "dest": {"index": target}},
+                body={
+                    "source": {"index": current, "query": {"terms": {"region": others}}},
+                    "dest": {"index": target},
+                },
                 refresh=True,
             )
     progress = create_progress_artifact(
@@ -160,7 +168,7 @@ def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False
             results.append(future.result())
         except Exception as exc:
             failures.append(str(exc))
-        update_progress_artifact(progress, progress=100.0 * done / len(futures))
+        update_progress_artifact(cast(UUID, progress), progress=100.0 * done / len(futures))
     if full_rebuild:
         if failures:
             client.indices.delete(index=target, ignore_unavailable=True)

@@ -1,5 +1,6 @@
 """The cross-region analysis flow: plan from the catalog, compute next to the data,
-combine exactly, and report what was read and what moved."""
+combine exactly, and report what was read and what moved.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def run_region(region: Region, spec: KernelSpec, role: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's scheduler."""
     bound = analyze_region.with_options(
         name=f"analyze-{region.name}",
-        task_runner=DaskTaskRunner(address=region.scheduler_address),
+        task_runner=DaskTaskRunner(address=region.scheduler_address),  # type: ignore[arg-type]
     )
     try:
         out: dict[str, Any] = bound(region=region, spec=spec)
@@ -82,8 +83,9 @@ def run_region(region: Region, spec: KernelSpec, role: str) -> dict[str, Any]:
 
 
 def _check_regions(plan: Plan, platform: Platform) -> None:
-    missing = sorted({r.region for s in plan.selections for r in s.regions}
-                     - set(platform.region_names))
+    missing = sorted(
+        {r.region for s in plan.selections for r in s.regions} - set(platform.region_names)
+    )
     if missing:
         raise PlanningError(
             f"the catalog places data in region(s) {missing} that this platform has no "
@@ -111,7 +113,7 @@ def _plan_markdown(request: AnalysisRequest, plan: Plan) -> str:
 
 @flow(
     name="cross-region-analysis",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=True,
 )
 def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
@@ -130,8 +132,13 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     _check_regions(plan, platform)
     create_markdown_artifact(_plan_markdown(request, plan), key="analysis-plan")
     if request.dry_run:
-        return {"dry_run": True, "plan": plan.table(), "bytes_read_est": plan.bytes_read,
-                "bytes_crossing_est": plan.bytes_crossing, "egress_usd_est": plan.egress_usd}
+        return {
+            "dry_run": True,
+            "plan": plan.table(),
+            "bytes_read_est": plan.bytes_read,
+            "bytes_crossing_est": plan.bytes_crossing,
+            "egress_usd_est": plan.egress_usd,
+        }
 
     futures = [
         run_region.submit(platform.region(r.region), r.spec, s.role)
@@ -148,9 +155,11 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
             logger.error("%s", exc)
     if failed and (not request.allow_partial or not done):
         raise RegionFailed("; ".join(sorted(failed)))
-    missing = sorted({
-        r.region for s in plan.selections for r in s.regions
-    } - {d["region"] for d in done}) if failed else []
+    missing = (
+        sorted({r.region for s in plan.selections for r in s.regions} - {d["region"] for d in done})
+        if failed
+        else []
+    )
 
     answers: dict[str, xr.DataArray] = {}
     for sel in plan.selections:
@@ -168,26 +177,36 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     )
     per_region = [
-        {k: d[k] for k in ("role", "region", "worker", "worker_region", "bytes_read",
-                           "bytes_returned", "seconds")}
+        {
+            k: d[k]
+            for k in (
+                "role",
+                "region",
+                "worker",
+                "worker_region",
+                "bytes_read",
+                "bytes_returned",
+                "seconds",
+            )
+        }
         for d in sorted(done, key=lambda d: (d["role"], d["region"]))
     ]
-    bytes_crossed = sum(
-        d["bytes_returned"] for d in done if d["region"] != platform.client_region
-    )
+    bytes_crossed = sum(d["bytes_returned"] for d in done if d["region"] != platform.client_region)
     ds = answer.rename("result").to_dataset()
-    ds.attrs.update({
-        "title": f"{request.reduction} of {main.variable} over {request.over}",
-        "request": request.model_dump_json(),
-        "regions": ",".join(d["region"] for d in per_region),
-        "workers": ",".join(f"{d['region']}={d['worker']}" for d in per_region),
-        "worker_regions": ",".join(f"{d['region']}={d['worker_region']}" for d in per_region),
-        "bytes_read": sum(d["bytes_read"] for d in done),
-        "bytes_crossed_regions": bytes_crossed,
-        "missing_regions": ",".join(missing),
-        "coverage": "partial: missing " + ",".join(missing) if missing else "complete",
-        "history": f"{datetime.now(UTC).isoformat()} proxima cross-region-analysis",
-    })
+    ds.attrs.update(
+        {
+            "title": f"{request.reduction} of {main.variable} over {request.over}",
+            "request": request.model_dump_json(),
+            "regions": ",".join(d["region"] for d in per_region),
+            "workers": ",".join(f"{d['region']}={d['worker']}" for d in per_region),
+            "worker_regions": ",".join(f"{d['region']}={d['worker_region']}" for d in per_region),
+            "bytes_read": sum(d["bytes_read"] for d in done),
+            "bytes_crossed_regions": bytes_crossed,
+            "missing_regions": ",".join(missing),
+            "coverage": "partial: missing " + ",".join(missing) if missing else "complete",
+            "history": f"{datetime.now(UTC).isoformat()} proxima cross-region-analysis",
+        }
+    )
     path = results.write_atomic(ds, Path(platform.results_dir), name, request.output_format)
     summary = {
         "result_path": str(path),
@@ -206,7 +225,10 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
 
 
 def _publish(
-    request: AnalysisRequest, plan: Plan, platform: Platform, summary: dict[str, Any],
+    request: AnalysisRequest,
+    plan: Plan,
+    platform: Platform,
+    summary: dict[str, Any],
     answer: xr.DataArray,
 ) -> None:
     rows = "\n".join(
@@ -216,8 +238,11 @@ def _publish(
     )
     png = results.plot_png(answer, f"{request.reduction} over {request.over}")
     Path(summary["result_path"] + ".png").write_bytes(png)
-    note = (f"\n\n**Partial result**: missing {summary['missing_regions']}"
-            if summary["missing_regions"] else "")
+    note = (
+        f"\n\n**Partial result**: missing {summary['missing_regions']}"
+        if summary["missing_regions"]
+        else ""
+    )
     create_markdown_artifact(
         "## Cross-region analysis\n\n"
         f"Answer: `{summary['answer']}`\n\nResult: `{summary['result_path']}`{note}\n\n"
@@ -226,8 +251,7 @@ def _publish(
         f"{rows}\n\n"
         f"Bytes that crossed regions: **{summary['bytes_crossed_regions']:,}** "
         f"(estimated {summary['bytes_crossing_est']:,}); read {summary['bytes_read']:,} "
-        f"(estimated {summary['bytes_read_est']:,}).\n\n"
-        + results.png_markdown(png, "result"),
+        f"(estimated {summary['bytes_read_est']:,}).\n\n" + results.png_markdown(png, "result"),
         key="analysis-summary",
     )
     create_table_artifact(summary["regions"], key="analysis-regions")
@@ -235,5 +259,8 @@ def _publish(
     del ctx
     for region in platform.regions:
         if region.dashboard_url and any(r["region"] == region.name for r in summary["regions"]):
-            create_link_artifact(region.dashboard_url, link_text=f"Dask dashboard {region.name}",
-                                 key=f"dask-dashboard-{region.name}")
+            create_link_artifact(
+                region.dashboard_url,
+                link_text=f"Dask dashboard {region.name}",
+                key=f"dask-dashboard-{region.name}",
+            )

@@ -2,9 +2,92 @@
 
 from __future__ import annotations
 
-from proxima.platform import Platform, from_stack
+from typing import cast
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+from blocks.data_region import DataRegion
+from blocks.opensearch_catalog import OpenSearchCatalog
+from blocks.results_store import ResultsStore
+from proxima.config import DatasetConfig, RegionConfig
+from proxima.platform import Platform, Region, from_stack
+
+CATALOG_BLOCK = "proxima-catalog"
+RESULTS_BLOCK = "proxima-results"
+
+
+def _region_names() -> list[str]:
+    try:
+        with get_client(sync_client=True) as client:
+            docs = client.read_block_documents_by_type(DataRegion.get_block_type_slug())
+    except (ObjectNotFound, httpx.HTTPError):
+        return []
+    return sorted(d.name for d in docs if d.name and not d.is_anonymous)
+
+
+def region_from_block(block: DataRegion) -> Region:
+    """A Region from its block document."""
+    config = RegionConfig(
+        name=block.region,
+        scheduler_url=block.scheduler_address,
+        s3_url=block.s3_endpoint or "aws",
+        datasets=[DatasetConfig.model_validate(d) for d in block.datasets],
+        fsx_file_system_id=block.fsx_file_system_id,
+    )
+    return Region(
+        name=block.region,
+        scheduler_address=config.scheduler_address,
+        dashboard_url=block.dashboard_url,
+        root=block.mount,
+        config=config,
+    )
 
 
 def load_platform() -> Platform:
-    """The platform the current run works on."""
-    return from_stack()
+    """The platform of the current run: from blocks when saved, else the stack file."""
+    names = _region_names()
+    if not names:
+        return from_stack()
+    catalog = cast(OpenSearchCatalog, OpenSearchCatalog.load(CATALOG_BLOCK))
+    results = cast(ResultsStore, ResultsStore.load(RESULTS_BLOCK))
+    fallback = from_stack()
+    return Platform(
+        regions=[region_from_block(cast(DataRegion, DataRegion.load(n))) for n in names],
+        opensearch_endpoint=catalog.hosts[0],
+        catalog_alias=catalog.alias,
+        results_dir=results.path or fallback.results_dir,
+        client_region=fallback.client_region,
+        egress_prices=fallback.egress_prices,
+    )
+
+
+def save_local_blocks(platform: Platform | None = None) -> list[str]:
+    """Register the block types and save the local stack's block documents.
+
+    Returns:
+        The names of the saved documents.
+    """
+    platform = platform or from_stack()
+    for block in (DataRegion, OpenSearchCatalog, ResultsStore):
+        block.register_type_and_schema()
+    saved = []
+    for region in platform.regions:
+        cfg = region.config
+        DataRegion(
+            region=region.name,
+            scheduler_address=region.scheduler_address,
+            dashboard_url=region.dashboard_url,
+            mount=region.root,
+            data_repository_uri=",".join(f"s3://{d.bucket}" for d in cfg.datasets),
+            s3_endpoint=cfg.s3_endpoint,
+            datasets=[d.model_dump() for d in cfg.datasets],
+            fsx_file_system_id=cfg.fsx_file_system_id,
+        ).save(region.name, overwrite=True)
+        saved.append(region.name)
+    OpenSearchCatalog(hosts=[platform.opensearch_endpoint], alias=platform.catalog_alias).save(
+        CATALOG_BLOCK, overwrite=True
+    )
+    ResultsStore(path=platform.results_dir).save(RESULTS_BLOCK, overwrite=True)
+    return [*saved, CATALOG_BLOCK, RESULTS_BLOCK]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -31,8 +32,10 @@ def _table(rows: list[manager.ServiceStatus]) -> Table:
     for col in ("service", "url", "pid", "health", "memory"):
         table.add_column(col)
     for row in rows:
-        health = "[green]healthy[/]" if row.healthy else (
-            "[yellow]starting[/]" if row.running else "[red]down[/]"
+        health = (
+            "[green]healthy[/]"
+            if row.healthy
+            else ("[yellow]starting[/]" if row.running else "[red]down[/]")
         )
         table.add_row(
             row.name, row.url, str(row.pid or "-"), health, f"{row.rss_bytes / 2**20:.0f} MiB"
@@ -105,22 +108,35 @@ def data_generate(
             names = dataset or [d.name for d in r.datasets]
             for name in names:
                 ds = r.dataset(name)
-                overrides = {k: v for k, v in
-                             {"resolution": resolution, "start": start, "end": end}.items()
-                             if v is not None}
+                overrides = {
+                    k: v
+                    for k, v in {"resolution": resolution, "start": start, "end": end}.items()
+                    if v is not None
+                }
                 if overrides:
                     ds = type(ds).model_validate(ds.model_dump() | overrides)
                 datagen.plan(ds)  # validate every job before writing anything
                 jobs.append((r, ds))
         reports = []
-        with Progress(*Progress.get_default_columns()[:1], BarColumn(), DownloadColumn(),
-                      TimeRemainingColumn(), console=err, disable=as_json) as bar:
+        with Progress(
+            *Progress.get_default_columns()[:1],
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=as_json,
+        ) as bar:
             for r, ds in jobs:
                 task = bar.add_task(f"{r.name}/{ds.name}", total=datagen.estimate_bytes(ds))
-                reports.append(datagen.generate(
-                    r, ds, seed=seed, max_bytes=int(max_gb * 2**30),
-                    on_progress=lambda done, total, t=task: bar.update(t, completed=done),
-                ))
+
+                def advance(done: int, total: int, task_id: Any = task) -> None:
+                    bar.update(task_id, completed=done)
+
+                reports.append(
+                    datagen.generate(
+                        r, ds, seed=seed, max_bytes=int(max_gb * 2**30), on_progress=advance
+                    )
+                )
     except (ProximaError, ValueError) as exc:
         _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
         return
@@ -152,8 +168,7 @@ def data_import(
     try:
         config = load_stack_config()
         regions = [config.region(n) for n in region] if region else config.regions
-        reports = [repository.import_region(r, get_settings().region_root(r.name))
-                   for r in regions]
+        reports = [repository.import_region(r, get_settings().region_root(r.name)) for r in regions]
     except ProximaError as exc:
         _fail(exc)
         return

@@ -51,7 +51,9 @@ class OpenSearchService(_Strict):
 
     port: int = Field(default=9200, ge=1, le=65535)
     transport_port: int = Field(default=9300, ge=1, le=65535)
-    url: str | None = Field(default=None, description="Use this OpenSearch instead of starting one.")
+    url: str | None = Field(
+        default=None, description="Use this OpenSearch instead of starting one."
+    )
     heap: str = Field(default="768m", pattern=r"^\d+[mg]$", description="JVM heap (512m-1g).")
     alias: str = Field(default="proxima-assets", description="The catalog's read/write alias.")
 
@@ -96,9 +98,15 @@ class RegionConfig(_Strict):
     """One data region: its Dask cluster, S3 endpoint and datasets."""
 
     name: str = Field(pattern=r"^[a-z]{2}-[a-z]+-\d$", description="AWS region name.")
-    scheduler_port: int = Field(ge=1, le=65535)
-    dashboard_port: int = Field(ge=1, le=65535)
-    s3_port: int = Field(ge=1, le=65535)
+    scheduler_port: int = Field(default=8786, ge=1, le=65535)
+    dashboard_port: int = Field(default=8787, ge=1, le=65535)
+    s3_port: int = Field(default=5101, ge=1, le=65535)
+    scheduler_url: str | None = Field(
+        default=None, description="A remote scheduler address (overrides scheduler_port)."
+    )
+    s3_url: str | None = Field(
+        default=None, description="A remote S3 endpoint (overrides s3_port); 'aws' for AWS's own."
+    )
     workers: int = Field(default=1, ge=1, le=16)
     threads_per_worker: int = Field(default=2, ge=1, le=32)
     memory_limit: str = Field(default="2GiB")
@@ -111,8 +119,8 @@ class RegionConfig(_Strict):
 
     @property
     def scheduler_address(self) -> str:
-        """The Dask scheduler's TCP address."""
-        return f"tcp://127.0.0.1:{self.scheduler_port}"
+        """The Dask scheduler's address."""
+        return self.scheduler_url or f"tcp://127.0.0.1:{self.scheduler_port}"
 
     @property
     def dashboard_url(self) -> str:
@@ -120,8 +128,10 @@ class RegionConfig(_Strict):
         return f"http://127.0.0.1:{self.dashboard_port}/status"
 
     @property
-    def s3_endpoint(self) -> str:
-        """The region's S3 endpoint (a moto server locally)."""
+    def s3_endpoint(self) -> str | None:
+        """The region's S3 endpoint (a moto server locally; None means AWS's own)."""
+        if self.s3_url:
+            return None if self.s3_url == "aws" else self.s3_url
         return f"http://127.0.0.1:{self.s3_port}"
 
     def dataset(self, name: str) -> DatasetConfig:
@@ -140,7 +150,8 @@ class StackConfig(_Strict):
     opensearch: OpenSearchService = OpenSearchService()
     regions: list[RegionConfig] = Field(min_length=1)
     client_region: str = Field(
-        default="us-east-1", description="Where the scientist (flow client) sits: results land here."
+        default="us-east-1",
+        description="Where the scientist (flow client) sits: results land here.",
     )
     egress_prices: dict[str, float] = Field(
         default_factory=lambda: {"default": 0.02},

@@ -62,8 +62,14 @@ MAPPING: dict[str, Any] = {
             "properties": {
                 k: {"type": "keyword"}
                 for k in (
-                    "activity_id", "institution_id", "source_id", "experiment_id",
-                    "member_id", "table_id", "grid_label", "version",
+                    "activity_id",
+                    "institution_id",
+                    "source_id",
+                    "experiment_id",
+                    "member_id",
+                    "table_id",
+                    "grid_label",
+                    "version",
                 )
             }
         },
@@ -181,7 +187,7 @@ def bulk(
                     pending,
                     chunk_size=len(pending),
                     max_retries=max_retries,
-                    initial_backoff=initial_backoff,
+                    initial_backoff=initial_backoff,  # type: ignore[arg-type]
                     raise_on_error=False,
                     raise_on_exception=False,
                 ):
@@ -226,7 +232,10 @@ def bulk(
 
 
 def scan(
-    client: OpenSearch, index: str, query: dict[str, Any], source: list[str] | bool = True,
+    client: OpenSearch,
+    index: str,
+    query: dict[str, Any],
+    source: list[str] | bool = True,
     page_size: int = 1000,
 ) -> Iterator[dict[str, Any]]:
     """Every hit of ``query`` (beyond 10,000) with a point in time and search_after."""

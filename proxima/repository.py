@@ -120,7 +120,10 @@ def _prune_empty_dirs(root: Path) -> None:
 
 
 def fsx_import(
-    region: RegionConfig, paths: list[str], poll_s: float = 15.0, timeout_s: float = 3600.0,
+    region: RegionConfig,
+    paths: list[str],
+    poll_s: float = 15.0,
+    timeout_s: float = 3600.0,
     fsx_client: Any = None,
 ) -> dict[str, Any]:
     """Run an FSx ``IMPORT_METADATA_FROM_REPOSITORY`` task and wait for it.
@@ -131,6 +134,8 @@ def fsx_import(
     Raises:
         ImportError_: The task failed, was cancelled or did not finish in time.
     """
+    if not region.fsx_file_system_id:
+        raise ImportError_(f"region {region.name} has no FSx file system id")
     fsx = fsx_client or boto3.client("fsx", region_name=region.name)
     task = fsx.create_data_repository_task(
         FileSystemId=region.fsx_file_system_id,
@@ -175,8 +180,7 @@ def import_region(region: RegionConfig, root: Path) -> ImportReport:
                 _sync_bucket(client, bucket, root / bucket, report)
             except (BotoCoreError, ClientError) as exc:
                 raise ImportError_(
-                    f"import of s3://{bucket} in {region.name} ({region.s3_endpoint}) "
-                    f"failed: {exc}"
+                    f"import of s3://{bucket} in {region.name} ({region.s3_endpoint}) failed: {exc}"
                 ) from exc
     report.seconds = time.perf_counter() - started
     return report

@@ -19,8 +19,15 @@ def _is_local(endpoint: str | None) -> bool:
 
 def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
     """A boto3 S3 client bound to the region's data-repository endpoint."""
-    creds = LOCAL_CREDENTIALS if _is_local(region.s3_endpoint) else {}
-    return boto3.client(
+    session = (
+        boto3.session.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
+        )
+        if _is_local(region.s3_endpoint)
+        else boto3.session.Session()
+    )
+    return session.client(
         "s3",
         region_name=region.name,
         endpoint_url=region.s3_endpoint,
@@ -29,17 +36,19 @@ def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int =
             read_timeout=60,
             retries={"max_attempts": retries, "mode": "standard"},
         ),
-        **creds,
     )
 
 
 def storage_options(region: RegionConfig) -> dict[str, Any]:
     """fsspec/s3fs options for reading the region's buckets over HTTP."""
-    opts: dict[str, Any] = {"client_kwargs": {"endpoint_url": region.s3_endpoint,
-                                              "region_name": region.name}}
+    opts: dict[str, Any] = {
+        "client_kwargs": {"endpoint_url": region.s3_endpoint, "region_name": region.name}
+    }
     if _is_local(region.s3_endpoint):
-        opts |= {"key": LOCAL_CREDENTIALS["aws_access_key_id"],
-                 "secret": LOCAL_CREDENTIALS["aws_secret_access_key"]}
+        opts |= {
+            "key": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "secret": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        }
     return opts
 
 

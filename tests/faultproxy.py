@@ -9,7 +9,7 @@ import httpx
 
 
 class FaultProxy:
-    """Forward everything to ``upstream``; answer the first ``fail_first`` bulk calls with ``status``."""
+    """Forward to ``upstream``; answer the first ``fail_first`` bulk calls with ``status``."""
 
     def __init__(self, upstream: str, fail_first: int, status: int = 429) -> None:
         self.upstream = upstream.rstrip("/")
@@ -40,14 +40,26 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(msg)
                         return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length")}
-                resp = httpx.request(self.command, proxy.upstream + self.path, content=body,
-                                     headers=headers, timeout=60)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
+                resp = httpx.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    content=body,
+                    headers=headers,
+                    timeout=60,
+                )
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "content-encoding",
-                                         "connection"):
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "content-encoding",
+                        "connection",
+                    ):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(resp.content)))
                 self.end_headers()

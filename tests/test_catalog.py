@@ -31,8 +31,11 @@ def _all_assets(config, settings):
 def _truth(settings, region, cand):
     """Coverage read from the file itself with xarray (independent of the extractor)."""
     path = settings.region_root(region) / cand.relpath
-    ds = (xr.open_zarr(path, decode_times=CFT) if path.is_dir()
-          else xr.open_dataset(path, engine="h5netcdf", decode_times=CFT))
+    ds = (
+        xr.open_zarr(path, decode_times=CFT)
+        if path.is_dir()
+        else xr.open_dataset(path, engine="h5netcdf", decode_times=CFT)
+    )
     tname = next(d for d in ds.dims if d.startswith("time"))
     times = ds[tname].values
     lons = np.array([wrap180(v) for v in ds.lon.values])
@@ -71,7 +74,8 @@ def test_searches_match_ground_truth(catalog, data, settings, os_client):
     # time overlap: 2020-01-20 .. 2020-03-05
     q = CatalogQuery(start=datetime(2020, 1, 20), end=datetime(2020, 3, 5, 23, 59))
     assert _ids(search(os_client, alias, q)) == expect(
-        lambda t: t["start"] <= (2020, 3, 5) and t["end"] >= (2020, 1, 20))
+        lambda t: t["start"] <= (2020, 3, 5) and t["end"] >= (2020, 1, 20)
+    )
 
     def in_box(t, w, s, e, n):
         lons = t["lons"]
@@ -92,11 +96,14 @@ def test_searches_match_ground_truth(catalog, data, settings, os_client):
     # facets and CF standard names
     q = CatalogQuery(variable="air_temperature", facets={"experiment_id": "ssp585"})
     assert _ids(search(os_client, alias, q)) == expect(
-        lambda t: "air_temperature" in t["vars"].values()
-        and t["attrs"].get("experiment_id") == "ssp585")
+        lambda t: (
+            "air_temperature" in t["vars"].values() and t["attrs"].get("experiment_id") == "ssp585"
+        )
+    )
     q = CatalogQuery(variable="precipitation_flux")
     assert _ids(search(os_client, alias, q)) == expect(
-        lambda t: "precipitation_flux" in t["vars"].values())
+        lambda t: "precipitation_flux" in t["vars"].values()
+    )
     assert len(_ids(search(os_client, alias, q))) == 4  # 2 models x (historical, ssp585)
     counts = facet_counts(os_client, alias, CatalogQuery(variable="tas"))
     assert counts["experiment_id"] == {"historical": 2, "ssp585": 2}
@@ -140,7 +147,9 @@ def test_incremental_refresh_follows_the_file_system(catalog, data, settings, os
         gone = catalog_refresh(regions=[region])["regions"][0]
         assert (gone["new"], gone["changed"], gone["deleted"]) == (0, 0, 1)
         assets = _all_assets(data, settings)
-        everything = search(os_client, data.opensearch.alias, CatalogQuery(include_quarantined=True))
+        everything = search(
+            os_client, data.opensearch.alias, CatalogQuery(include_quarantined=True)
+        )
         assert _ids(everything) == {c.id for _, c in assets}
     finally:
         client.delete_object(Bucket=bucket, Key=added)
@@ -166,7 +175,11 @@ def test_corrupt_assets_are_quarantined_not_fatal(catalog, data, settings, os_cl
         q = CatalogQuery(include_quarantined=True, region="us-east-1")
         bad = [a for a in search(os_client, data.opensearch.alias, q).assets if a["quarantined"]]
         assert {Path(a["path"]).name for a in bad} == {
-            "zero.nc", "truncated.nc", "junk.nc", "broken.zarr"}
+            "zero.nc",
+            "truncated.nc",
+            "junk.nc",
+            "broken.zarr",
+        }
         assert all(a["error_class"] and a["error_message"] for a in bad)
         normal = search(os_client, data.opensearch.alias, CatalogQuery(region="us-east-1"))
         assert not any(a["quarantined"] for a in normal.assets)
@@ -229,8 +242,10 @@ def test_bulk_retries_injected_errors_and_loses_nothing(stack, status):
         client = opensearch.connect(proxy.url)
         index = opensearch.new_index_name("retry-test")
         opensearch.create_index(client, index)
-        docs = [{"_index": index, "_id": str(i), "_source": {"region": "r", "size": i}}
-                for i in range(1200)]
+        docs = [
+            {"_index": index, "_id": str(i), "_source": {"region": "r", "size": i}}
+            for i in range(1200)
+        ]
         report = opensearch.bulk(client, docs, chunk_size=500, initial_backoff=0.05)
         assert proxy.injected == 3
         assert report.ok == 1200 and not report.errors
@@ -242,5 +257,4 @@ def test_bulk_retries_injected_errors_and_loses_nothing(stack, status):
 
 def test_generation_is_seeded(stack):
     ds = stack.region("us-east-1").dataset("era5")
-    assert datagen.estimate_bytes(ds) == sum(
-        24 * d * 19 * 36 * 4 * 2 for d in (31, 29))
+    assert datagen.estimate_bytes(ds) == sum(24 * d * 19 * 36 * 4 * 2 for d in (31, 29))

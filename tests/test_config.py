@@ -30,7 +30,10 @@ def test_port_offset_shifts_every_port(tmp_path):
     assert shifted.opensearch.transport_port == base.opensearch.transport_port + 1000
     for a, b in zip(base.regions, shifted.regions, strict=True):
         assert (b.scheduler_port, b.dashboard_port, b.s3_port) == (
-            a.scheduler_port + 1000, a.dashboard_port + 1000, a.s3_port + 1000)
+            a.scheduler_port + 1000,
+            a.dashboard_port + 1000,
+            a.s3_port + 1000,
+        )
     assert base.fingerprint() != shifted.fingerprint()
 
 
@@ -45,14 +48,22 @@ def test_unknown_region_lists_known(tmp_path):
     [
         ("regions: []", "at least 1"),
         ("- not a mapping", "must be a mapping"),
-        ("regions: [{name: us-east-1, scheduler_port: 1, dashboard_port: 1, s3_port: 2}]",
-         "ports used twice"),
-        ("regions:\n  - {name: us-east-1, scheduler_port: 1, dashboard_port: 2, s3_port: 3,"
-         " datasets: [{name: x, kind: grib, bucket: abc, start: '2020-01', end: '2020-02',"
-         " variables: [a]}]}", "era5"),
-        ("regions:\n  - {name: us-east-1, scheduler_port: 1, dashboard_port: 2, s3_port: 3,"
-         " datasets: [{name: x, kind: era5, bucket: abc, start: '2020-05', end: '2020-02',"
-         " variables: [a]}]}", "after end"),
+        (
+            "regions: [{name: us-east-1, scheduler_port: 1, dashboard_port: 1, s3_port: 2}]",
+            "ports used twice",
+        ),
+        (
+            "regions:\n  - {name: us-east-1, scheduler_port: 1, dashboard_port: 2, s3_port: 3,"
+            " datasets: [{name: x, kind: grib, bucket: abc, start: '2020-01', end: '2020-02',"
+            " variables: [a]}]}",
+            "era5",
+        ),
+        (
+            "regions:\n  - {name: us-east-1, scheduler_port: 1, dashboard_port: 2, s3_port: 3,"
+            " datasets: [{name: x, kind: era5, bucket: abc, start: '2020-05', end: '2020-02',"
+            " variables: [a]}]}",
+            "after end",
+        ),
         ("regions: [", "not valid YAML"),
     ],
 )

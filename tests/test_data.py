@@ -31,16 +31,25 @@ def test_era5_file_follows_the_published_conventions(data, settings):
     assert da.sizes["time0"] == 31 * 24
     assert float(ds.lat[0]) == 90.0 and float(ds.lat[-1]) == -90.0
     assert float(ds.lon[0]) == 0.0 and float(ds.lon[-1]) == 350.0
-    precip = xr.open_dataset(root / "2020/01/data/precipitation_amount_1hour_Accumulation.nc",
-                             engine="h5netcdf")
+    precip = xr.open_dataset(
+        root / "2020/01/data/precipitation_amount_1hour_Accumulation.nc", engine="h5netcdf"
+    )
     assert "time1" in precip.dims
     # A known value from the seed: recompute hour 5 of 2020-01-03 independently.
     hour = datetime(2020, 1, 3, 5)
     key = int((hour - datetime(1900, 1, 1)).total_seconds() // 3600)
     doy = np.array([hour.timetuple().tm_yday + 5 / 24])
     yrs = np.array([(hour - datetime(2000, 1, 1)).total_seconds() / 31557600])
-    expected = fields.field("temperature", 42, "air_temperature_at_2_metres", doy, yrs,
-                            np.array([key]), ds.lat.values, ds.lon.values)[0]
+    expected = fields.field(
+        "temperature",
+        42,
+        "air_temperature_at_2_metres",
+        doy,
+        yrs,
+        np.array([key]),
+        ds.lat.values,
+        ds.lon.values,
+    )[0]
     np.testing.assert_allclose(da.sel(time0=hour).values, expected, rtol=1e-6)
     assert 200 < float(da.isel(time0=0).mean()) < 300
 
@@ -65,8 +74,14 @@ def test_cmip6_store_decodes_its_calendar_and_facets(data, settings):
 
 def _scratch(stack, bucket: str):
     region = stack.region("us-east-1")
-    ds = DatasetConfig(name=bucket, kind="era5", bucket=bucket, start="2020-01", end="2020-01",
-                       variables=["air_temperature_at_2_metres"])
+    ds = DatasetConfig(
+        name=bucket,
+        kind="era5",
+        bucket=bucket,
+        start="2020-01",
+        end="2020-01",
+        variables=["air_temperature_at_2_metres"],
+    )
     region = region.model_copy(update={"datasets": [ds]})
     client = s3.client(region)
     s3.ensure_bucket(client, bucket, region.name)
@@ -122,13 +137,21 @@ def test_killed_import_leaves_no_partial_file_under_a_final_name(stack, tmp_path
 
 @pytest.mark.parametrize(
     ("update", "message"),
-    [({"variables": ["no_such_var"]}, "unknown ERA5 variable"),
-     ({"resolution": 0.1, "start": "2000-01", "end": "2020-12"}, "above the limit")],
+    [
+        ({"variables": ["no_such_var"]}, "unknown ERA5 variable"),
+        ({"resolution": 0.1, "start": "2000-01", "end": "2020-12"}, "above the limit"),
+    ],
 )
 def test_bad_generation_requests_write_nothing(stack, update, message):
     region = stack.region("us-east-1")
-    ds = DatasetConfig(name="refused", kind="era5", bucket="refused-bucket", start="2020-01",
-                       end="2020-01", variables=list(ERA5_VARS)[:1]).model_copy(update=update)
+    ds = DatasetConfig(
+        name="refused",
+        kind="era5",
+        bucket="refused-bucket",
+        start="2020-01",
+        end="2020-01",
+        variables=list(ERA5_VARS)[:1],
+    ).model_copy(update=update)
     with pytest.raises(datagen.GenerationError, match=message):
         datagen.generate(region, ds)
     names = {b["Name"] for b in s3.client(region).list_buckets()["Buckets"]}
@@ -137,17 +160,42 @@ def test_bad_generation_requests_write_nothing(stack, update, message):
 
 def test_unreachable_endpoint_is_a_clear_error(stack):
     region = stack.region("us-east-1").model_copy(update={"s3_port": 1})
-    ds = DatasetConfig(name="x", kind="era5", bucket="xbucket", start="2020-01", end="2020-01",
-                       variables=["air_temperature_at_2_metres"])
+    ds = DatasetConfig(
+        name="x",
+        kind="era5",
+        bucket="xbucket",
+        start="2020-01",
+        end="2020-01",
+        variables=["air_temperature_at_2_metres"],
+    )
     with pytest.raises(datagen.GenerationError, match="cannot reach the S3 endpoint"):
         datagen.generate(region, ds)
 
 
 def test_cli_refuses_unknown_region_and_bad_dates(stack):
-    out = subprocess.run([sys.executable, "-m", "proxima.cli", "data", "import", "--region",
-                          "eu-west-9"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "data", "import", "--region", "eu-west-9"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 1 and "unknown region 'eu-west-9'" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "proxima.cli", "data", "generate", "--region",
-                          "us-east-1", "--start", "2021-05", "--end", "2021-01"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proxima.cli",
+            "data",
+            "generate",
+            "--region",
+            "us-east-1",
+            "--start",
+            "2021-05",
+            "--end",
+            "2021-01",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 1 and "after end" in out.stderr

@@ -34,9 +34,13 @@ def test_bbox_normalization():
 
 @pytest.mark.parametrize(
     ("bbox", "message"),
-    [([0, -91, 10, 10], "outside -90..90"), ([0, 10, 10, 5], "above north"),
-     ([-200, 0, 10, 10], "outside -180..180"), ([0, 0, 1], "got 3 numbers"),
-     ([0, 0, float("nan"), 1], "finite")],
+    [
+        ([0, -91, 10, 10], "outside -90..90"),
+        ([0, 10, 10, 5], "above north"),
+        ([-200, 0, 10, 10], "outside -180..180"),
+        ([0, 0, 1], "got 3 numbers"),
+        ([0, 0, float("nan"), 1], "finite"),
+    ],
 )
 def test_bad_bbox(bbox, message):
     with pytest.raises(ValueError, match=message):

@@ -15,8 +15,9 @@ def _cube(calendar: str = "standard") -> xr.DataArray:
     lon = np.array([0.0, 90.0, 180.0, 270.0])
     values = 280 + 10 * rng.standard_normal((len(times), 4, 4))
     values[3, 1, 2] = np.nan
-    return xr.DataArray(values, dims=("time", "lat", "lon"),
-                        coords={"time": times, "lat": lat, "lon": lon})
+    return xr.DataArray(
+        values, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon}
+    )
 
 
 def _reference(da: xr.DataArray, reduction: str, over: str, group_by: str | None):
@@ -25,8 +26,7 @@ def _reference(da: xr.DataArray, reduction: str, over: str, group_by: str | None
     if group_by:
         dims = ["time"] if over == "time" else ["time", "lat", "lon"]
         key = {"month": da.time.dt.month, "year": da.time.dt.year}[group_by]
-        return da.groupby(key.rename(group_by)).map(
-            lambda g: _reduce(g, reduction, dims, weighted))
+        return da.groupby(key.rename(group_by)).map(lambda g: _reduce(g, reduction, dims, weighted))
     return _reduce(da, reduction, dims, weighted)
 
 
@@ -52,7 +52,10 @@ def test_split_then_combine_equals_whole(reduction, over, group_by):
 
 def test_combine_is_order_independent():
     da = _cube()
-    a, b = partial(da.isel(time=slice(0, 5)), "time", None), partial(da.isel(time=slice(5, None)), "time", None)
+    a, b = (
+        partial(da.isel(time=slice(0, 5)), "time", None),
+        partial(da.isel(time=slice(5, None)), "time", None),
+    )
     xr.testing.assert_allclose(finalize(combine([a, b]), "std"), finalize(combine([b, a]), "std"))
 
 

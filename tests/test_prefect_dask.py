@@ -17,8 +17,11 @@ def where_am_i(i: int) -> dict:
 
     from proxima.settings import ProximaSettings
 
-    return {"i": i, "worker": distributed.get_worker().name,
-            "worker_region": ProximaSettings().region}
+    return {
+        "i": i,
+        "worker": distributed.get_worker().name,
+        "worker_region": ProximaSettings().region,
+    }
 
 
 @flow
@@ -28,15 +31,18 @@ def regional(tag: str) -> list[dict]:
 
 @task
 def run_in(region: str, address: str) -> list[dict]:
-    return regional.with_options(name=f"wiring-{region}",
-                                 task_runner=DaskTaskRunner(address=address))(region)
+    return regional.with_options(
+        name=f"wiring-{region}", task_runner=DaskTaskRunner(address=address)
+    )(region)
 
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
 def parent(addresses: dict[str, str]) -> dict:
     futures = {r: run_in.submit(r, a) for r, a in addresses.items()}
-    return {"run_id": str(get_run_context().flow_run.id),
-            "results": {r: f.result() for r, f in futures.items()}}
+    return {
+        "run_id": str(get_run_context().flow_run.id),
+        "results": {r: f.result() for r, f in futures.items()},
+    }
 
 
 def test_subflows_run_on_their_own_regions_and_are_recorded(stack):
@@ -49,12 +55,16 @@ def test_subflows_run_on_their_own_regions_and_are_recorded(stack):
 
     async def recorded():
         async with get_client() as client:
-            subflows = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[out["run_id"]])))
+            subflows = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[out["run_id"]])
+                )
+            )
             names = []
             for sub in subflows:
                 runs = await client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id={"any_": [sub.id]}))
+                    flow_run_filter=FlowRunFilter(id={"any_": [sub.id]})
+                )
                 names += [(sub.name, t.name, t.state_type.value) for t in runs]
             return subflows, names
 

@@ -11,9 +11,15 @@ from proxima.settings import ProximaSettings
 from proxima.stack import manager
 
 EXPECTED = {
-    "opensearch", "prefect-server", "prefect-worker",
-    "us-east-1-s3", "us-east-1-dask-scheduler", "us-east-1-dask-workers",
-    "us-west-2-s3", "us-west-2-dask-scheduler", "us-west-2-dask-workers",
+    "opensearch",
+    "prefect-server",
+    "prefect-worker",
+    "us-east-1-s3",
+    "us-east-1-dask-scheduler",
+    "us-east-1-dask-workers",
+    "us-west-2-s3",
+    "us-west-2-dask-scheduler",
+    "us-west-2-dask-workers",
 }
 
 
@@ -28,7 +34,9 @@ def test_every_service_is_healthy(stack, settings):
 def test_status_json_from_the_cli(stack):
     out = subprocess.run(
         [sys.executable, "-m", "proxima.cli", "stack", "status", "--json"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)

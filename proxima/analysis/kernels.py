@@ -10,7 +10,7 @@ cos(latitude) for mean and std; sum, count, min and max are unweighted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import xarray as xr
@@ -19,8 +19,20 @@ from pydantic import BaseModel
 from proxima.catalog.geo import wrap180
 
 AGGREGATES = ("n", "sum", "sw", "swx", "swx2", "min", "max")
-SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM",
-           6: "JJA", 7: "JJA", 8: "JJA", 9: "SON", 10: "SON", 11: "SON"}
+SEASONS = {
+    12: "DJF",
+    1: "DJF",
+    2: "DJF",
+    3: "MAM",
+    4: "MAM",
+    5: "MAM",
+    6: "JJA",
+    7: "JJA",
+    8: "JJA",
+    9: "SON",
+    10: "SON",
+    11: "SON",
+}
 
 
 class AssetRef(BaseModel):
@@ -99,17 +111,20 @@ def labels(time: xr.DataArray, group_by: str) -> np.ndarray:
 def _aggregate(da: xr.DataArray, dims: list[str], weighted: bool) -> xr.Dataset:
     x = da.astype("f8")
     valid = x.notnull()
-    w = np.cos(np.deg2rad(x["lat"])) if weighted else xr.ones_like(x["lat"], dtype="f8")
+    lat = x["lat"].astype("f8")  # float32 weights would lose precision over many cells
+    w = cast(xr.DataArray, np.cos(np.deg2rad(lat))) if weighted else xr.ones_like(lat)
     wv = w * valid
-    return xr.Dataset({
-        "n": valid.sum(dims).astype("f8"),
-        "sum": x.sum(dims),
-        "sw": wv.sum(dims),
-        "swx": (w * x).sum(dims),
-        "swx2": (w * x * x).sum(dims),
-        "min": x.min(dims),
-        "max": x.max(dims),
-    })
+    return xr.Dataset(
+        {
+            "n": valid.sum(dims).astype("f8"),
+            "sum": x.sum(dims),
+            "sw": wv.sum(dims),
+            "swx": (w * x).sum(dims),
+            "swx2": (w * x * x).sum(dims),
+            "min": x.min(dims),
+            "max": x.max(dims),
+        }
+    )
 
 
 def partial(da: xr.DataArray, over: str, group_by: str | None) -> xr.Dataset:
@@ -140,8 +155,7 @@ def regional_array(root: str, spec: KernelSpec) -> xr.DataArray:
     return da.sortby("time")
 
 
-_FILL = {"n": 0.0, "sum": 0.0, "sw": 0.0, "swx": 0.0, "swx2": 0.0,
-         "min": np.inf, "max": -np.inf}
+_FILL = {"n": 0.0, "sum": 0.0, "sw": 0.0, "swx": 0.0, "swx2": 0.0, "min": np.inf, "max": -np.inf}
 
 
 def combine(partials: list[xr.Dataset]) -> xr.Dataset:
@@ -180,7 +194,7 @@ def finalize(agg: xr.Dataset, reduction: str) -> xr.DataArray:
             out = mean
         else:
             var = (agg["swx2"] / agg["sw"] - mean * mean).clip(min=0.0)
-            out = np.sqrt(var)
+            out = cast(xr.DataArray, np.sqrt(var))
     return out.where(~empty)
 
 

@@ -156,8 +156,9 @@ def _check_one_grid(assets: list[dict[str, Any]], variable: str, sel: Selection)
     return list(next(iter(grids)))
 
 
-def _out_cells(request: AnalysisRequest, grid: list[int], nlat: float, nlon: float,
-               steps: int) -> int:
+def _out_cells(
+    request: AnalysisRequest, grid: list[int], nlat: float, nlon: float, steps: int
+) -> int:
     groups = {"month": 12, "season": 4}.get(request.group_by or "", 0)
     if request.group_by == "year":
         groups = max(steps // 8760 + 2, 1)
@@ -242,8 +243,10 @@ def plan_selection(
                     bbox=sel.bbox,
                     over=request.over,
                     group_by=request.group_by,
-                    assets=[AssetRef(path=a["path"], format=a["format"], size=a["size"])
-                            for a in sorted(items, key=lambda a: a["path"])],
+                    assets=[
+                        AssetRef(path=a["path"], format=a["format"], size=a["size"])
+                        for a in sorted(items, key=lambda a: a["path"])
+                    ],
                 ),
                 bytes_read=int(read),
                 bytes_out=bytes_out,
@@ -251,14 +254,14 @@ def plan_selection(
                 egress_usd=bytes_out / GB * price_per_gb(prices, region, client_region),
             )
         )
-    calendars = {(a.get("time") or {}).get("calendar") for a in assets}
+    calendars = sorted({str(c) for a in assets if (c := (a.get("time") or {}).get("calendar"))})
     return SelectionPlan(
         role=role,
         dataset=datasets[0],
         variable=variable,
         units=units,
         grid=grid,
-        calendar=sorted(c for c in calendars if c)[0] if any(calendars) else None,
+        calendar=calendars[0] if calendars else None,
         regions=regions,
     )
 
@@ -282,11 +285,13 @@ def make_plan(
         sels.append(("baseline", request.baseline))
     plan = Plan(
         client_region=client_region,
-        selections=[plan_selection(role, s, request, client, alias, client_region, prices)
-                    for role, s in sels],
+        selections=[
+            plan_selection(role, s, request, client, alias, client_region, prices)
+            for role, s in sels
+        ],
     )
     if request.baseline is not None:
-        units = {s.units for s in plan.selections}
+        units = {str(s.units) for s in plan.selections}
         if len(units) > 1:
             raise PlanningError(f"selection and baseline have different units {sorted(units)}")
     if plan.bytes_read > request.max_read_bytes:

@@ -46,16 +46,16 @@ def coarser_grid_difference(b: xr.DataArray, a: xr.DataArray) -> xr.DataArray:
 
 def _interp(field: xr.DataArray, onto: xr.DataArray) -> xr.DataArray:
     src = field.sortby("lat").sortby("lon")
-    out = src.interp(lat=onto["lat"], lon=onto["lon"], method="linear",
-                     kwargs={"fill_value": None})
+    out = src.interp(lat=onto["lat"], lon=onto["lon"], method="linear", kwargs={"fill_value": None})
     return out
 
 
 def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Path:
     """Write ``result`` so that only a complete file ever has the final name."""
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / (name if name.endswith((".nc", ".zarr")) else
-                         f"{name}.{'nc' if fmt == 'netcdf' else 'zarr'}")
+    final = directory / (
+        name if name.endswith((".nc", ".zarr")) else f"{name}.{'nc' if fmt == 'netcdf' else 'zarr'}"
+    )
     tmp = directory / f".partial-{uuid.uuid4().hex}-{final.name}"
     try:
         if fmt == "netcdf":
@@ -94,8 +94,14 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
         ax.set_xticks(range(0, len(xs), step), xs[::step], rotation=30, fontsize=7)
         ax.set_ylabel(str(data.attrs.get("units", "")))
     else:
-        ax.text(0.5, 0.5, f"{float(data.values):.4g} {data.attrs.get('units', '')}",
-                ha="center", va="center", fontsize=20)
+        ax.text(
+            0.5,
+            0.5,
+            f"{float(data.values):.4g} {data.attrs.get('units', '')}",
+            ha="center",
+            va="center",
+            fontsize=20,
+        )
         ax.axis("off")
     ax.set_title(title, fontsize=9)
     buf = io.BytesIO()

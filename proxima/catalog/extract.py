@@ -24,7 +24,9 @@ _LAT_NAMES = ("lat", "latitude", "y")
 _LON_NAMES = ("lon", "longitude", "x")
 
 
-def _pick(coords: dict[str, dict[str, Any]], names: tuple[str, ...], std: str, axis: str) -> str | None:
+def _pick(
+    coords: dict[str, dict[str, Any]], names: tuple[str, ...], std: str, axis: str
+) -> str | None:
     for name, attrs in coords.items():
         if attrs.get("standard_name") == std or attrs.get("axis") == axis:
             return name
@@ -77,7 +79,9 @@ def _time_coverage(values: np.ndarray, attrs: dict[str, Any]) -> TimeCoverage:
 
 
 def _text(attrs: dict[str, Any]) -> str:
-    return " ".join(f"{k}: {v}" for k, v in sorted(attrs.items()) if isinstance(v, (str, int, float)))
+    return " ".join(
+        f"{k}: {v}" for k, v in sorted(attrs.items()) if isinstance(v, (str, int, float))
+    )
 
 
 def _finish(asset: Asset, coords: dict[str, tuple[dict[str, Any], np.ndarray]]) -> Asset:
@@ -233,7 +237,7 @@ def extract(
         dataset=dataset,
         path=relpath,
         uri=f"s3://{bucket}/{key.rstrip('/')}" + ("/" if fmt == "zarr" else ""),
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         size=size,
         mtime_ns=mtime,
         etag=etag,

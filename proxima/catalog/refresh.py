@@ -70,7 +70,9 @@ def scan_region(region: RegionConfig, root: str) -> list[Candidate]:
             here = Path(dirpath)
             if any(marker in filenames for marker in ZARR_MARKERS) and here != base:
                 dirnames.clear()
-                found.append(_candidate(region.name, Path(root), here, dataset.name, dataset.bucket, None))
+                found.append(
+                    _candidate(region.name, Path(root), here, dataset.name, dataset.bucket, None)
+                )
                 continue
             dirnames.sort()
             for name in sorted(filenames):
@@ -80,8 +82,14 @@ def scan_region(region: RegionConfig, root: str) -> list[Candidate]:
                     path = here / name
                     key = path.relative_to(base).as_posix()
                     found.append(
-                        _candidate(region.name, Path(root), path, dataset.name, dataset.bucket,
-                                   etags.get(key))
+                        _candidate(
+                            region.name,
+                            Path(root),
+                            path,
+                            dataset.name,
+                            dataset.bucket,
+                            etags.get(key),
+                        )
                     )
     return found
 
@@ -95,7 +103,7 @@ def _candidate(
 
 
 def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
-    """id → (size, mtime_ns) of the region's documents in ``index``."""
+    """Id → (size, mtime_ns) of the region's documents in ``index``."""
     query = {"term": {"region": region}}
     return {
         hit["_id"]: (hit["_source"].get("size", -1), hit["_source"].get("mtime_ns", -1))
@@ -121,7 +129,8 @@ def diff(candidates: list[Candidate], current: dict[str, tuple[int, int]]) -> Di
 
 def index_actions(index: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bulk index actions; the file's mtime is the external version, so an older
-    extraction racing a newer one can never overwrite it."""
+    extraction racing a newer one can never overwrite it.
+    """
     return [
         {
             "_op_type": "index",

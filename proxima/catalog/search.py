@@ -27,9 +27,7 @@ class CatalogQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(default=None, description="Dataset (collection) name.")
-    variable: str | None = Field(
-        default=None, description="A variable name or a CF standard_name."
-    )
+    variable: str | None = Field(default=None, description="A variable name or a CF standard_name.")
     start: datetime | None = Field(default=None, description="Overlaps this start (inclusive).")
     end: datetime | None = Field(default=None, description="Overlaps this end (inclusive).")
     bbox: list[float] | None = Field(
@@ -76,9 +74,15 @@ def to_dsl(query: CatalogQuery) -> dict[str, Any]:
         filters.append({"term": {"region": query.region}})
     if query.variable:
         filters.append(
-            {"bool": {"should": [{"term": {"variable_names": query.variable}},
-                                 {"term": {"standard_names": query.variable}}],
-                      "minimum_should_match": 1}}
+            {
+                "bool": {
+                    "should": [
+                        {"term": {"variable_names": query.variable}},
+                        {"term": {"standard_names": query.variable}},
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
         )
     if query.end:
         filters.append({"range": {"time.start": {"lte": _naive(query.end).isoformat()}}})
@@ -125,7 +129,9 @@ def facet_counts(
 ) -> dict[str, dict[str, int]]:
     """What is available: counts per facet value (and per variable and region)."""
     fields = {f: f"facets.{f}" for f in FACET_KEYS} | {
-        "region": "region", "dataset": "dataset", "standard_name": "standard_names",
+        "region": "region",
+        "dataset": "dataset",
+        "standard_name": "standard_names",
         "variable": "variable_names",
     }
     body = {

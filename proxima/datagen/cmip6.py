@@ -124,7 +124,11 @@ def _block(store: Store, months: list[tuple[int, int]], resolution: float, seed:
 
 
 def write_store(
-    path: Path, store: Store, resolution: float, seed: int, block_months: int = 120,
+    path: Path,
+    store: Store,
+    resolution: float,
+    seed: int,
+    block_months: int = 120,
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``store`` as Zarr v2 with consolidated metadata, ``block_months`` at a time."""
@@ -133,7 +137,9 @@ def write_store(
         ds = _block(store, months[i : i + block_months], resolution, seed)
         if i == 0:
             encoding = {
-                store.variable_id: {"chunks": (min(len(months), 120), *ds[store.variable_id].shape[1:])},
+                store.variable_id: {
+                    "chunks": (min(len(months), 120), *ds[store.variable_id].shape[1:])
+                },
                 "time": {"units": TIME_UNITS, "calendar": store.model.calendar, "dtype": "f8"},
             }
             ds.to_zarr(path, mode="w", zarr_format=2, consolidated=True, encoding=encoding)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -49,11 +50,26 @@ def _write_state(settings: ProximaSettings, state: dict[str, Any]) -> None:
     tmp.replace(settings.state_file)
 
 
+def code_hash() -> str:
+    """A hash of the project's Python code: workers that imported older code restart."""
+    digest = hashlib.sha256()
+    for package in ("proxima", "flows", "blocks"):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# Long-lived processes that import project code (Dask pickles tasks by reference).
+CODE_BOUND = ("-dask-workers", "prefect-worker")
+
+
 def _ensure_work_pool(config: StackConfig) -> None:
     api, pool = config.prefect.api_url, config.prefect.work_pool
     resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10)
     if resp.status_code == 404:
-        created = httpx.post(f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10)
+        created = httpx.post(
+            f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10
+        )
         if created.status_code not in (201, 409):
             raise StackError(f"could not create work pool {pool}: {created.text}")
     elif not resp.is_success:
@@ -105,6 +121,10 @@ def up(
             "a stack with a different configuration is already running from "
             f"{settings.state_dir}; run `proxima stack down` first, then `up` again."
         )
+    if running and state.get("code") != code_hash():
+        for name in [n for n in running if n.endswith(CODE_BOUND)]:
+            progress(f"restarting {name}: the project code changed")
+            processes.stop(running.pop(name))
     services = build_services(config, settings)
     # Preflight before anything starts: nothing half-up on a predictable failure.
     if any(s.name == "opensearch" for s in services) and "opensearch" not in running:
@@ -124,13 +144,15 @@ def up(
     records: dict[str, dict[str, Any]] = {
         name: rec for name, rec in state.get("services", {}).items() if name in running
     }
-    state = {"fingerprint": config.fingerprint(), "services": records}
+    state = {"fingerprint": config.fingerprint(), "code": code_hash(), "services": records}
     by_name = {s.name: s for s in services}
     try:
         for service in services:
             for dependency in service.after:
                 if dependency in by_name:
-                    _wait_healthy(by_name[dependency], records.get(dependency, {}).get("pid"), settings)
+                    _wait_healthy(
+                        by_name[dependency], records.get(dependency, {}).get("pid"), settings
+                    )
             if service.name == "prefect-worker":
                 _ensure_work_pool(config)
             if service.name in running:

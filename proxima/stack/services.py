@@ -100,7 +100,7 @@ def _region_services(
     return [
         Service(
             name=f"{region.name}-s3",
-            url=region.s3_endpoint,
+            url=region.s3_endpoint or "",
             argv=lambda: [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(region.s3_port)],
             healthy=lambda: http_ok(f"{region.s3_endpoint}/moto-api/"),
             ports=[region.s3_port],
@@ -163,7 +163,9 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                 name="opensearch",
                 url=os_cfg.endpoint,
                 argv=lambda: opensearch_node.argv(os_cfg, settings),
-                healthy=lambda: http_ok(f"{os_cfg.endpoint}/_cluster/health?wait_for_status=yellow&timeout=1s"),
+                healthy=lambda: http_ok(
+                    f"{os_cfg.endpoint}/_cluster/health?wait_for_status=yellow&timeout=1s"
+                ),
                 ports=[os_cfg.port, os_cfg.transport_port],
             )
         )

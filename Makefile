@@ -1,0 +1,45 @@
+# Proxima: the commands the README names.
+PY      := .venv/bin/python
+VENV    := .venv/.installed
+OS_JARS := infra/local/opensearch/target/.built
+
+.PHONY: install demo up down status test lint bench clean
+
+$(VENV): pyproject.toml
+	bash infra/local/bootstrap.sh
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[dev,aws]'
+	touch $@
+
+$(OS_JARS): infra/local/opensearch/pom.xml $(wildcard infra/local/opensearch/src/main/java/proxima/opensearch/*.java)
+	mvn -B -q -f infra/local/opensearch/pom.xml package
+	touch $@
+
+install: $(VENV) $(OS_JARS)  ## Python env + OpenSearch jars (cached)
+
+demo: install  ## The whole platform end to end on the local stack
+	$(PY) -m proxima.cli demo
+
+up: install
+	$(PY) -m proxima.cli stack up
+
+down:
+	$(PY) -m proxima.cli stack down
+
+status:
+	$(PY) -m proxima.cli stack status
+
+test: install  ## Every test, against the real services the suite starts itself
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: install
+	$(PY) benchmarks/prefect_overhead.py
+
+clean: down
+	rm -rf .state infra/local/opensearch/target

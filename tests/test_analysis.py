@@ -1,0 +1,308 @@
+"""Cross-region analyses equal a plain-xarray reference over all files in one process."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from pydantic import ValidationError
+
+from flows.cross_region_analysis import cross_region_analysis
+from proxima.analysis.plan import PlanningError
+from proxima.analysis.request import AnalysisRequest
+
+CFT = xr.coders.CFDatetimeCoder(use_cftime=True)
+
+
+def _files(settings, pattern_by_region):
+    out = []
+    for region, pattern in pattern_by_region.items():
+        out += sorted(settings.region_root(region).glob(pattern))
+    return out
+
+
+def _reference_era5(settings, variable, start, end, bbox):
+    files = _files(
+        settings,
+        {
+            "us-east-1": f"era5-pds/2020/*/data/{variable}.nc",
+            "us-west-2": f"era5-pds/2020/*/data/{variable}.nc",
+        },
+    )
+    parts = []
+    for f in files:
+        ds = xr.open_dataset(f, engine="h5netcdf")
+        da = ds[variable]
+        parts.append(da.rename({next(d for d in da.dims if d.startswith("time")): "time"}))
+    da = xr.concat(parts, "time").sortby("time").sel(time=slice(start, end + "T23:59"))
+    return _box(da, bbox)
+
+
+def _box(da, bbox):
+    w, s, e, n = bbox
+    lon = ((da.lon + 180) % 360) - 180
+    lon_ok = ((lon >= w) & (lon <= e)) if w <= e else ((lon >= w) | (lon <= e))
+    lat_ok = (da.lat >= s) & (da.lat <= n)
+    return da.isel(lon=np.nonzero(lon_ok.values)[0], lat=np.nonzero(lat_ok.values)[0]).astype("f8")
+
+
+def _reduce(da, reduction, over, group_by):
+    dims = {"time": ["time"], "space": ["lat", "lon"], "both": ["time", "lat", "lon"]}[over]
+    weighted = over != "time" and reduction in ("mean", "std")
+
+    def red(x, dims):
+        if weighted:
+            w = x.weighted(np.cos(np.deg2rad(x.lat.astype("f8"))))
+            return getattr(w, reduction)(dims)
+        return getattr(x, reduction)(dims)
+
+    if group_by:
+        dims = ["time"] if over == "time" else ["time", "lat", "lon"]
+        return da.groupby(getattr(da.time.dt, group_by).rename(group_by)).map(red, dims=dims)
+    return red(da, dims)
+
+
+def _run(request: dict) -> tuple[dict, xr.Dataset]:
+    summary = cross_region_analysis(AnalysisRequest.model_validate(request))
+    result = xr.open_dataset(summary["result_path"], engine="h5netcdf")
+    return summary, result
+
+
+def _assert_close(actual: xr.DataArray, expected: xr.DataArray):
+    actual = actual.transpose(*expected.dims)
+    for dim in expected.dims:
+        np.testing.assert_allclose(
+            np.asarray(actual[dim], dtype=float), np.asarray(expected[dim], dtype=float)
+        )
+    np.testing.assert_allclose(actual.values, expected.values, rtol=1e-6, atol=1e-9)
+
+
+PACIFIC = [170.0, -40.0, -160.0, 40.0]  # crosses the antimeridian
+
+
+@pytest.mark.parametrize("reduction", ["mean", "min", "max", "std"])
+@pytest.mark.parametrize("group_by", [None, "month"])
+def test_era5_split_across_regions_equals_reference(catalog, settings, reduction, group_by):
+    request = {
+        "selection": {
+            "variable": "air_temperature",
+            "dataset": "era5",
+            "start": "2020-01-10",
+            "end": "2020-04-20",
+            "bbox": PACIFIC,
+        },
+        "reduction": reduction,
+        "over": "time",
+        "group_by": group_by,
+    }
+    summary, result = _run(request)
+    ref = _reduce(
+        _reference_era5(
+            settings, "air_temperature_at_2_metres", "2020-01-10", "2020-04-20", PACIFIC
+        ),
+        reduction,
+        "time",
+        group_by,
+    )
+    _assert_close(result["result"], ref)
+    regions = {r["region"]: r for r in summary["regions"]}
+    assert set(regions) == {"us-east-1", "us-west-2"}
+    # each region's task ran on that region's own workers (recorded in the result)
+    assert result.attrs["worker_regions"] == "us-east-1=us-east-1,us-west-2=us-west-2"
+    for r in regions.values():
+        assert r["worker"] == f"{r['region']}-worker"
+        assert r["bytes_returned"] < 64 * 1024 < r["bytes_read"]
+    assert summary["bytes_crossed_regions"] == regions["us-west-2"]["bytes_returned"]
+
+
+@pytest.mark.parametrize(
+    ("over", "group_by", "convert"),
+    [("space", None, None), ("both", "month", "K->degC"), ("both", None, None)],
+)
+def test_space_and_total_reductions_equal_reference(catalog, settings, over, group_by, convert):
+    bbox = [-30.0, -60.0, 60.0, 60.0]
+    request = {
+        "selection": {
+            "variable": "air_temperature_at_2_metres",
+            "dataset": "era5",
+            "start": "2020-02-25",
+            "end": "2020-03-03",
+            "bbox": bbox,
+        },
+        "reduction": "mean",
+        "over": over,
+        "group_by": group_by,
+        "convert": convert,
+    }
+    _, result = _run(request)
+    ref = _reduce(
+        _reference_era5(settings, "air_temperature_at_2_metres", "2020-02-25", "2020-03-03", bbox),
+        "mean",
+        over,
+        group_by,
+    )
+    if convert:
+        ref = ref - 273.15
+        assert result["result"].attrs["units"] == "degC"
+    if over == "space":
+        np.testing.assert_allclose(result["result"].values, ref.values, rtol=1e-6)
+        assert result.sizes["time"] == ref.sizes["time"] == 8 * 24
+    else:
+        np.testing.assert_allclose(
+            np.atleast_1d(result["result"].values), np.atleast_1d(ref.values), rtol=1e-6
+        )
+
+
+def test_projection_minus_reanalysis_on_the_coarser_grid(catalog, settings):
+    bbox = [0.0, -50.0, 359.0, 50.0]
+    request = {
+        "selection": {
+            "variable": "tas",
+            "dataset": "cmip6",
+            "start": "2015-01-01",
+            "end": "2016-12-31",
+            "bbox": bbox,
+            "facets": {"source_id": "UKESM1-0-LL"},
+        },
+        "baseline": {
+            "variable": "air_temperature",
+            "dataset": "era5",
+            "start": "2020-01-01",
+            "end": "2020-04-30",
+            "bbox": bbox,
+        },
+        "reduction": "mean",
+        "over": "time",
+        "convert": "K->degC",
+    }
+    summary, result = _run(request)
+    store = sorted(
+        settings.region_root("us-west-2").glob(
+            "cmip6-pds/CMIP6/ScenarioMIP/MOHC/UKESM1-0-LL/ssp585/*/Amon/tas/*/*"
+        )
+    )[0]
+    tas = xr.open_zarr(store, decode_times=CFT)["tas"]
+    b = _box(tas, request["selection"]["bbox"] and [-180.0, -50.0, 179.0, 50.0]).mean("time")
+    a = _reduce(
+        _reference_era5(
+            settings,
+            "air_temperature_at_2_metres",
+            "2020-01-01",
+            "2020-04-30",
+            [-180.0, -50.0, 179.0, 50.0],
+        ),
+        "mean",
+        "time",
+        None,
+    )
+    assert b.sizes["lat"] * b.sizes["lon"] < a.sizes["lat"] * a.sizes["lon"]  # UKESM coarser
+    a_on_b = a.sortby("lat").sortby("lon").interp(lat=b.lat, lon=b.lon, kwargs={"fill_value": None})
+    expected = b - a_on_b
+    _assert_close(result["result"], expected.transpose("lat", "lon"))
+    assert {r["role"] for r in summary["regions"]} == {"selection", "baseline"}
+
+
+def test_dry_run_plans_and_runs_nothing(catalog, stack):
+    before = _analysis_subflow_runs()
+    out = cross_region_analysis(
+        AnalysisRequest.model_validate(
+            {
+                "selection": {
+                    "variable": "precipitation_flux",
+                    "dataset": "cmip6",
+                    "start": "2013-01-01",
+                    "end": "2016-12-31",
+                    "facets": {"source_id": "GFDL-ESM4"},
+                },
+                "over": "both",
+                "dry_run": True,
+            }
+        )
+    )
+    assert out["dry_run"] and out["bytes_read_est"] > 0
+    assert [r["region"] for r in out["plan"]] == ["us-west-2"]
+    assert out["egress_usd_est"] > 0  # us-west-2 -> us-east-1 crosses
+    assert _analysis_subflow_runs() == before
+
+
+def _analysis_subflow_runs() -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    async def count():
+        async with get_client() as client:
+            return len(
+                await client.read_flow_runs(
+                    flow_filter=FlowFilter(
+                        name=FlowFilterName(any_=["analyze-us-east-1", "analyze-us-west-2"])
+                    )
+                )
+            )
+
+    return asyncio.run(count())
+
+
+BASE = {
+    "variable": "air_temperature",
+    "dataset": "era5",
+    "start": "2020-01-01",
+    "end": "2020-01-31",
+}
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (
+            {"selection": {**BASE, "variable": "sea_ice_thickness"}},
+            "unknown variable 'sea_ice_thickness'; the catalog has: .*air_temperature",
+        ),
+        (
+            {"selection": {**BASE, "start": "1990-01-01", "end": "1990-12-31"}},
+            "no asset of 'air_temperature' in dataset 'era5' overlaps",
+        ),
+        ({"selection": {**BASE, "dataset": None}}, "several datasets"),
+        (
+            {"selection": {**BASE, "variable": "tas", "dataset": "cmip6", "start": "2014-01-01"}},
+            "mixes 2 models",
+        ),
+        ({"selection": BASE, "max_read_bytes": 1000}, "above max_read_bytes"),
+        ({"selection": BASE, "convert": "kg m-2 s-1->mm/day"}, "allowed for it: \\['K->degC'\\]"),
+    ],
+)
+def test_bad_requests_fail_before_any_cluster_is_touched(catalog, request_, message):
+    before = _analysis_subflow_runs()
+    with pytest.raises(PlanningError, match=message):
+        cross_region_analysis(AnalysisRequest.model_validate(request_))
+    assert _analysis_subflow_runs() == before
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"selection": {**BASE, "start": "2020-02-01", "end": "2020-01-01"}}, "is after end"),
+        ({"selection": {**BASE, "bbox": [0, -95, 10, 10]}}, "outside -90..90"),
+        ({"selection": {**BASE, "bbox": [0, 0, 400, 10]}}, "outside -180..180"),
+        ({"selection": BASE, "reduction": "median"}, "'mean', 'min', 'max', 'sum', 'std'"),
+        ({"selection": {**BASE, "facets": {"colour": "red"}}}, "unknown facet"),
+        ({"selection": BASE, "output_name": "../../etc/passwd"}, "pattern"),
+    ],
+)
+def test_invalid_requests_are_refused_by_the_model(request_, message):
+    with pytest.raises(ValidationError, match=message):
+        AnalysisRequest.model_validate(request_)
+
+
+def test_result_file_is_complete_netcdf_with_provenance(catalog, settings):
+    summary, result = _run(
+        {"selection": {**BASE, "bbox": PACIFIC}, "over": "both", "output_name": "provenance-check"}
+    )
+    path = Path(summary["result_path"])
+    assert path.name == "provenance-check.nc"
+    assert not list(path.parent.glob(".partial-*"))
+    req = json.loads(result.attrs["request"])
+    assert req["selection"]["variable"] == "air_temperature"
+    assert result.attrs["coverage"] == "complete"
+    assert result.attrs["regions"] == "us-east-1"
