@@ -4,6 +4,7 @@ combine exactly, and report what was read and what moved.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,6 +206,7 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
             "missing_regions": ",".join(missing),
             "coverage": "partial: missing " + ",".join(missing) if missing else "complete",
             "history": f"{datetime.now(UTC).isoformat()} proxima cross-region-analysis",
+            "per_region": json.dumps(per_region),
         }
     )
     path = results.write_atomic(ds, Path(platform.results_dir), name, request.output_format)

@@ -18,6 +18,17 @@ stack_app = typer.Typer(help="The local stack: Prefect, OpenSearch, Dask and S3 
 app.add_typer(stack_app, name="stack")
 data_app = typer.Typer(help="Synthetic datasets and the data-repository import.")
 app.add_typer(data_app, name="data")
+catalog_app = typer.Typer(help="The catalog in OpenSearch: refresh, search, export.")
+app.add_typer(catalog_app, name="catalog")
+
+
+def _prefect_client_settings() -> Any:
+    """Point this process's Prefect client at the stack's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from proxima.config import load_stack_config
+
+    return temporary_settings({PREFECT_API_URL: load_stack_config().prefect.api_url})
 console = Console()
 err = Console(stderr=True)
 
@@ -180,6 +191,168 @@ def data_import(
             f"{rep.region}: copied {rep.copied} ({rep.bytes_copied / 2**20:.1f} MiB), "
             f"skipped {rep.skipped}, deleted {rep.deleted} in {rep.seconds:.1f}s"
         )
+
+
+@catalog_app.command("refresh")
+def catalog_refresh_cmd(
+    region: list[str] = typer.Option(None, "--region", help="Region(s); default all."),
+    full: bool = typer.Option(False, "--full", help="Rebuild into a new index, swap alias."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run the catalog-refresh flow (each region on its own Dask cluster)."""
+    from flows.catalog_refresh import catalog_refresh
+
+    try:
+        with _prefect_client_settings():
+            out = catalog_refresh(regions=region or None, full_rebuild=full)
+    except ProximaError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    table = Table(title=f"catalog refresh into {out['index']}")
+    cols = ("region", "new", "changed", "deleted", "unchanged", "quarantined", "seconds")
+    for col in cols:
+        table.add_column(col)
+    for row in out["regions"]:
+        table.add_row(*(str(row[c]) for c in cols))
+    console.print(table)
+
+
+@catalog_app.command("search")
+def catalog_search(
+    variable: str = typer.Option(None, help="Variable name or CF standard_name."),
+    dataset: str = typer.Option(None),
+    start: str = typer.Option(None, help="YYYY-MM-DD"),
+    end: str = typer.Option(None, help="YYYY-MM-DD"),
+    bbox: tuple[float, float, float, float] = typer.Option(
+        None, help="WEST SOUTH EAST NORTH (west > east crosses the antimeridian)"
+    ),
+    facet: list[str] = typer.Option(None, help="KEY=VALUE, e.g. experiment_id=ssp585"),
+    text: str = typer.Option(None, help="Free text in global attributes."),
+    quarantined: bool = typer.Option(False, help="Include quarantined assets."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search the catalog; results grouped by region, with facet counts."""
+    from pydantic import ValidationError
+
+    from proxima import opensearch
+    from proxima.catalog.search import CatalogQuery, facet_counts, search
+    from proxima.config import load_stack_config
+
+    try:
+        facets = dict(f.split("=", 1) for f in facet or [])
+        query = CatalogQuery(
+            variable=variable, dataset=dataset, start=start, end=end,
+            bbox=list(bbox) if bbox else None, facets=facets, text=text,
+            include_quarantined=quarantined,
+        )
+        cfg = load_stack_config()
+        client = opensearch.connect(cfg.opensearch.endpoint)
+        result = search(client, cfg.opensearch.alias, query)
+        counts = facet_counts(client, cfg.opensearch.alias, query)
+    except (ProximaError, ValidationError, ValueError) as exc:
+        _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
+        return
+    if as_json:
+        print(json.dumps({"by_region": result.by_region, "facets": counts,
+                          "assets": result.assets}, indent=2, default=str))
+        return
+    table = Table(title=f"{result.total} asset(s)")
+    for col in ("region", "dataset", "path", "variables", "time", "MiB"):
+        table.add_column(col)
+    for a in result.assets[:200]:
+        t = a.get("time") or {}
+        table.add_row(a["region"], a["dataset"], a["path"], ",".join(a["variable_names"]),
+                      f"{t.get('start_native', '')[:10]}..{t.get('end_native', '')[:10]}",
+                      f"{a['size'] / 2**20:.1f}")
+    console.print(table)
+    for region, agg in sorted(result.by_region.items()):
+        console.print(f"{region}: {agg['count']} assets, {agg['bytes'] / 2**20:.1f} MiB")
+
+
+@catalog_app.command("export")
+def catalog_export(
+    out: str = typer.Argument(..., help="Output directory."),
+    region: str = typer.Option(None),
+    dataset: str = typer.Option(None),
+) -> None:
+    """Export an intake-esm collection (JSON + CSV) and STAC items for the selection."""
+    from pathlib import Path
+
+    from proxima import opensearch
+    from proxima.catalog import export
+    from proxima.catalog.search import CatalogQuery, search
+    from proxima.config import load_stack_config
+    from proxima.settings import get_settings
+
+    try:
+        cfg = load_stack_config()
+        client = opensearch.connect(cfg.opensearch.endpoint)
+        assets = search(client, cfg.opensearch.alias,
+                        CatalogQuery(region=region, dataset=dataset)).assets
+        roots = {r.name: str(get_settings().region_root(r.name)) for r in cfg.regions}
+        written = export.write_all(assets, roots, Path(out))
+    except ProximaError as exc:
+        _fail(exc)
+        return
+    for path in written:
+        console.print(str(path))
+
+
+@app.command("analyze")
+def analyze(
+    request_file: str = typer.Argument(..., help="An AnalysisRequest as JSON."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run the cross-region analysis flow on REQUEST.json and print its summary."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from flows.cross_region_analysis import cross_region_analysis
+    from proxima.analysis.request import AnalysisRequest
+
+    try:
+        raw = json.loads(Path(request_file).read_text())
+        if dry_run:
+            raw["dry_run"] = True
+        request = AnalysisRequest.model_validate(raw)
+        with _prefect_client_settings():
+            out = cross_region_analysis(request)
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        _fail(ProximaError(f"cannot use {request_file}: {exc}"))
+        return
+    except ProximaError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(json.dumps(out, indent=2, default=str))
+        return
+    if out.get("dry_run"):
+        for row in out["plan"]:
+            console.print(row)
+        console.print(f"egress ≈ ${out['egress_usd_est']:.6f}")
+        return
+    console.print(f"answer: {out['answer']}")
+    for r in out["regions"]:
+        console.print(f"{r['role']} {r['region']}: read {r['bytes_read']:,} B, "
+                      f"returned {r['bytes_returned']:,} B on {r['worker']}")
+    console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
+    console.print(f"result: {out['result_path']}")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the whole platform end to end on the local stack (leaves it running)."""
+    from proxima import demo as demo_module
+
+    try:
+        demo_module.run(say=console.print)
+    except ProximaError as exc:
+        _fail(exc)
 
 
 if __name__ == "__main__":

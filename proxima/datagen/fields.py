@@ -52,7 +52,7 @@ def field(
     lam = np.deg2rad(lon)[None, None, :]
     season = np.cos(2 * np.pi * (day_of_year[:, None, None] - 200.0) / 365.25)
     if kind == "temperature":
-        base = mean - 40.0 * np.sin(phi) ** 2 + 3.0 * np.cos(2 * lam) * np.cos(phi)
+        base = mean + 12.0 - 50.0 * np.sin(phi) ** 2 + 3.0 * np.cos(2 * lam) * np.cos(phi)
         seasonal = season_amp * np.sin(phi) * season
     else:
         base = mean * (1.0 + 0.8 * np.cos(2 * phi) ** 2 + 0.3 * np.sin(lam) * np.cos(phi))

@@ -1,0 +1,43 @@
+"""Exports open in intake-esm (same assets as Proxima's search) and validate as STAC."""
+
+import intake
+import pystac
+
+from proxima.catalog import export
+from proxima.catalog.search import CatalogQuery, search
+
+
+def test_intake_esm_search_matches_proxima_search(catalog, data, settings, os_client, tmp_path):
+    alias = data.opensearch.alias
+    assets = search(os_client, alias, CatalogQuery()).assets
+    roots = {r.name: str(settings.region_root(r.name)) for r in data.regions}
+    spec = export.write_esm_collection(assets, roots, tmp_path)
+    col = intake.open_esm_datastore(str(spec))
+    for facets in ({"experiment_id": "ssp585"}, {"source_id": "GFDL-ESM4", "variable_id": "pr"}):
+        ours = search(os_client, alias, CatalogQuery(
+            facets={k: v for k, v in facets.items() if k != "variable_id"},
+            variable=facets.get("variable_id")))
+        theirs = col.search(**facets).df
+        assert sorted(p.removeprefix("file://") for p in theirs["path"]) == sorted(
+            roots[a["region"]] + "/" + a["path"] for a in ours.assets)
+    # and the Zarr stores open through intake-esm as datasets
+    one = col.search(source_id="UKESM1-0-LL", variable_id="tas", experiment_id="historical")
+    dsets = one.to_dataset_dict(xarray_open_kwargs={"consolidated": True, "use_cftime": True},
+                                progressbar=False)
+    (ds,) = dsets.values()
+    assert "tas" in ds and ds.time.size > 0
+
+
+def test_stac_export_validates(catalog, data, os_client, tmp_path):
+    assets = search(os_client, data.opensearch.alias, CatalogQuery(dataset="era5-pacific")).assets
+    collection = export.stac_collection(assets, "era5-pacific")
+    collection.normalize_hrefs(str(tmp_path))
+    items = list(collection.get_items())
+    assert len(items) == len(assets) == 1
+    for item in items:
+        item.validate()
+        assert item.bbox[0] > item.bbox[2]  # crosses the antimeridian
+        assert item.geometry["type"] == "MultiPolygon"
+    collection.validate_all()
+    collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    assert pystac.Collection.from_file(str(tmp_path / "collection.json")).id == "era5-pacific"
