@@ -29,6 +29,8 @@ def _prefect_client_settings() -> Any:
     from proxima.config import load_stack_config
 
     return temporary_settings({PREFECT_API_URL: load_stack_config().prefect.api_url})
+
+
 console = Console()
 err = Console(stderr=True)
 
@@ -244,8 +246,13 @@ def catalog_search(
     try:
         facets = dict(f.split("=", 1) for f in facet or [])
         query = CatalogQuery(
-            variable=variable, dataset=dataset, start=start, end=end,
-            bbox=list(bbox) if bbox else None, facets=facets, text=text,
+            variable=variable,
+            dataset=dataset,
+            start=start,
+            end=end,
+            bbox=list(bbox) if bbox else None,
+            facets=facets,
+            text=text,
             include_quarantined=quarantined,
         )
         cfg = load_stack_config()
@@ -256,17 +263,27 @@ def catalog_search(
         _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
         return
     if as_json:
-        print(json.dumps({"by_region": result.by_region, "facets": counts,
-                          "assets": result.assets}, indent=2, default=str))
+        print(
+            json.dumps(
+                {"by_region": result.by_region, "facets": counts, "assets": result.assets},
+                indent=2,
+                default=str,
+            )
+        )
         return
     table = Table(title=f"{result.total} asset(s)")
     for col in ("region", "dataset", "path", "variables", "time", "MiB"):
         table.add_column(col)
     for a in result.assets[:200]:
         t = a.get("time") or {}
-        table.add_row(a["region"], a["dataset"], a["path"], ",".join(a["variable_names"]),
-                      f"{t.get('start_native', '')[:10]}..{t.get('end_native', '')[:10]}",
-                      f"{a['size'] / 2**20:.1f}")
+        table.add_row(
+            a["region"],
+            a["dataset"],
+            a["path"],
+            ",".join(a["variable_names"]),
+            f"{t.get('start_native', '')[:10]}..{t.get('end_native', '')[:10]}",
+            f"{a['size'] / 2**20:.1f}",
+        )
     console.print(table)
     for region, agg in sorted(result.by_region.items()):
         console.print(f"{region}: {agg['count']} assets, {agg['bytes'] / 2**20:.1f} MiB")
@@ -290,8 +307,9 @@ def catalog_export(
     try:
         cfg = load_stack_config()
         client = opensearch.connect(cfg.opensearch.endpoint)
-        assets = search(client, cfg.opensearch.alias,
-                        CatalogQuery(region=region, dataset=dataset)).assets
+        assets = search(
+            client, cfg.opensearch.alias, CatalogQuery(region=region, dataset=dataset)
+        ).assets
         roots = {r.name: str(get_settings().region_root(r.name)) for r in cfg.regions}
         written = export.write_all(assets, roots, Path(out))
     except ProximaError as exc:
@@ -338,8 +356,10 @@ def analyze(
         return
     console.print(f"answer: {out['answer']}")
     for r in out["regions"]:
-        console.print(f"{r['role']} {r['region']}: read {r['bytes_read']:,} B, "
-                      f"returned {r['bytes_returned']:,} B on {r['worker']}")
+        console.print(
+            f"{r['role']} {r['region']}: read {r['bytes_read']:,} B, "
+            f"returned {r['bytes_returned']:,} B on {r['worker']}"
+        )
     console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
     console.print(f"result: {out['result_path']}")
 

@@ -1,5 +1,6 @@
 """`make demo`: the whole platform, end to end, on the local stack, through Prefect
-deployments exactly as a user would run them."""
+deployments exactly as a user would run them.
+"""
 
 from __future__ import annotations
 
@@ -74,8 +75,9 @@ def _generate(config: StackConfig, say: Say) -> None:
 
 def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
     """Run the demo; return the answer and figures it printed."""
-    from flows.platform import save_local_blocks
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.platform import save_local_blocks
 
     settings = settings or get_settings()
     config = load_stack_config(settings=settings)
@@ -94,8 +96,12 @@ def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
     say("[5/6] prefect deployment run 'cross-region-analysis/cross-region-analysis' --watch")
     _prefect(
         [
-            "deployment", "run", "cross-region-analysis/cross-region-analysis",
-            "--params", json.dumps({"request": DEMO_REQUEST}), "--watch",
+            "deployment",
+            "run",
+            "cross-region-analysis/cross-region-analysis",
+            "--params",
+            json.dumps({"request": DEMO_REQUEST}),
+            "--watch",
         ],
         config,
         settings,

@@ -100,3 +100,25 @@ def os_client(stack: StackConfig):
     from proxima import opensearch
 
     return opensearch.connect(stack.opensearch.endpoint)
+
+
+@pytest.fixture(scope="session")
+def deployed(catalog, stack, settings):
+    """Blocks saved and `prefect --no-prompt deploy --all` run against the test server."""
+    import subprocess
+
+    from flows.platform import save_local_blocks
+    from proxima.stack.services import BIN, client_env
+
+    save_local_blocks()
+    out = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        env=client_env(stack, settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return stack

@@ -14,16 +14,23 @@ def test_intake_esm_search_matches_proxima_search(catalog, data, settings, os_cl
     spec = export.write_esm_collection(assets, roots, tmp_path)
     col = intake.open_esm_datastore(str(spec))
     for facets in ({"experiment_id": "ssp585"}, {"source_id": "GFDL-ESM4", "variable_id": "pr"}):
-        ours = search(os_client, alias, CatalogQuery(
-            facets={k: v for k, v in facets.items() if k != "variable_id"},
-            variable=facets.get("variable_id")))
+        ours = search(
+            os_client,
+            alias,
+            CatalogQuery(
+                facets={k: v for k, v in facets.items() if k != "variable_id"},
+                variable=facets.get("variable_id"),
+            ),
+        )
         theirs = col.search(**facets).df
         assert sorted(p.removeprefix("file://") for p in theirs["path"]) == sorted(
-            roots[a["region"]] + "/" + a["path"] for a in ours.assets)
+            roots[a["region"]] + "/" + a["path"] for a in ours.assets
+        )
     # and the Zarr stores open through intake-esm as datasets
     one = col.search(source_id="UKESM1-0-LL", variable_id="tas", experiment_id="historical")
-    dsets = one.to_dataset_dict(xarray_open_kwargs={"consolidated": True, "use_cftime": True},
-                                progressbar=False)
+    dsets = one.to_dataset_dict(
+        xarray_open_kwargs={"consolidated": True, "use_cftime": True}, progressbar=False
+    )
     (ds,) = dsets.values()
     assert "tas" in ds and ds.time.size > 0
 

@@ -13,8 +13,19 @@ import pystac
 from proxima.catalog.model import FACET_KEYS
 
 ESM_COLUMNS = [
-    "region", "dataset", "path", "uri", "format", "variable_id", "standard_name",
-    "units", "frequency", "calendar", "start_time", "end_time", *FACET_KEYS,
+    "region",
+    "dataset",
+    "path",
+    "uri",
+    "format",
+    "variable_id",
+    "standard_name",
+    "units",
+    "frequency",
+    "calendar",
+    "start_time",
+    "end_time",
+    *FACET_KEYS,
 ]
 
 
@@ -64,17 +75,30 @@ def write_esm_collection(
         "id": name,
         "description": "Proxima catalog export: assets on each region's file system.",
         "catalog_file": csv_path.name,
-        "attributes": [{"column_name": c, "vocabulary": ""} for c in ESM_COLUMNS
-                       if c not in ("path", "uri", "format")],
+        "attributes": [
+            {"column_name": c, "vocabulary": ""}
+            for c in ESM_COLUMNS
+            if c not in ("path", "uri", "format")
+        ],
         "assets": {"column_name": "path", "format_column_name": "format"},
         "aggregation_control": {
             "variable_column_name": "variable_id",
-            "groupby_attrs": ["region", "dataset", "source_id", "experiment_id", "member_id",
-                              "table_id", "grid_label"],
+            "groupby_attrs": [
+                "region",
+                "dataset",
+                "source_id",
+                "experiment_id",
+                "member_id",
+                "table_id",
+                "grid_label",
+            ],
             "aggregations": [
                 {"type": "union", "attribute_name": "variable_id"},
-                {"type": "join_existing", "attribute_name": "start_time",
-                 "options": {"dim": "time", "coords": "minimal", "compat": "override"}},
+                {
+                    "type": "join_existing",
+                    "attribute_name": "start_time",
+                    "options": {"dim": "time", "coords": "minimal", "compat": "override"},
+                },
             ],
         },
     }
@@ -123,17 +147,22 @@ def stac_collection(assets: list[dict[str, Any]], collection_id: str) -> pystac.
     items = [stac_item(a) for a in good]
     starts = [i.common_metadata.start_datetime for i in items if i.common_metadata.start_datetime]
     ends = [i.common_metadata.end_datetime for i in items if i.common_metadata.end_datetime]
-    bbox = [
-        min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
-        max(i.bbox[2] for i in items), max(i.bbox[3] for i in items),
-    ] if items and all(i.bbox for i in items) else [-180.0, -90.0, 180.0, 90.0]
+    bbox = (
+        [
+            min(i.bbox[0] for i in items),
+            min(i.bbox[1] for i in items),
+            max(i.bbox[2] for i in items),
+            max(i.bbox[3] for i in items),
+        ]
+        if items and all(i.bbox for i in items)
+        else [-180.0, -90.0, 180.0, 90.0]
+    )
     collection = pystac.Collection(
         id=collection_id,
         description=f"Proxima export of {collection_id}",
         extent=pystac.Extent(
             pystac.SpatialExtent([bbox]),
-            pystac.TemporalExtent([[min(starts) if starts else None,
-                                    max(ends) if ends else None]]),
+            pystac.TemporalExtent([[min(starts) if starts else None, max(ends) if ends else None]]),
         ),
         license="other",
     )

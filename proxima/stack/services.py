@@ -192,6 +192,8 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                         f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
                     ),
                     "PREFECT_UI_API_URL": pf.api_url,
+                    # schedule runs promptly (default loop: 60 s)
+                    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
                 },
                 ports=[pf.port],
             )
