@@ -147,14 +147,15 @@ def stac_collection(assets: list[dict[str, Any]], collection_id: str) -> pystac.
     items = [stac_item(a) for a in good]
     starts = [i.common_metadata.start_datetime for i in items if i.common_metadata.start_datetime]
     ends = [i.common_metadata.end_datetime for i in items if i.common_metadata.end_datetime]
+    boxes = [i.bbox for i in items if i.bbox]
     bbox = (
         [
-            min(i.bbox[0] for i in items),
-            min(i.bbox[1] for i in items),
-            max(i.bbox[2] for i in items),
-            max(i.bbox[3] for i in items),
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
         ]
-        if items and all(i.bbox for i in items)
+        if boxes
         else [-180.0, -90.0, 180.0, 90.0]
     )
     collection = pystac.Collection(
