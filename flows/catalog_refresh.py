@@ -24,6 +24,7 @@ from proxima import opensearch, repository
 from proxima.catalog import refresh
 from proxima.catalog.extract import extract
 from proxima.errors import ConfigurationError, ProximaError
+from proxima.opensearch import CatalogConnection
 from proxima.platform import Platform, Region
 
 
@@ -34,9 +35,9 @@ def import_repository(region: Region) -> dict[str, Any]:
 
 
 @task(name="scan-and-diff", retries=1)
-def scan_and_diff(region: Region, endpoint: str, index: str) -> dict[str, Any]:
+def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
     """Walk the file system and compare it with the region's documents."""
-    client = opensearch.connect(endpoint)
+    client = opensearch.connect_catalog(catalog)
     found = refresh.scan_region(region.config, region.root)
     result = refresh.diff(found, refresh.existing(client, index, region.name))
     return {
@@ -69,10 +70,10 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
 
 @task(name="write-catalog", retries=2, retry_delay_seconds=2)
 def write_catalog(
-    endpoint: str, index: str, docs: list[dict[str, Any]], deleted: list[str]
+    catalog: CatalogConnection, index: str, docs: list[dict[str, Any]], deleted: list[str]
 ) -> dict[str, Any]:
     """Bulk-upsert new/changed documents and delete removed ones."""
-    client = opensearch.connect(endpoint)
+    client = opensearch.connect_catalog(catalog)
     actions = refresh.index_actions(index, docs) + refresh.delete_actions(index, deleted)
     report = opensearch.bulk(client, actions)
     if report.errors:
@@ -83,15 +84,15 @@ def write_catalog(
 
 
 @flow(name="refresh-region", log_prints=True)
-def refresh_region(region: Region, endpoint: str, index: str) -> dict[str, Any]:
+def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
     """Refresh one region's part of the catalog (runs on that region's cluster)."""
     started = time.perf_counter()
     # .submit() sends each task to the region's Dask cluster; a direct call would
     # run it in the flow's own process, far from the data.
     imported = import_repository.submit(region).result()
-    plan = scan_and_diff.submit(region, endpoint, index).result()
+    plan = scan_and_diff.submit(region, catalog, index).result()
     docs = extract_headers.submit(region, plan["todo"]).result()
-    write_catalog.submit(endpoint, index, docs, plan["deleted"]).result()
+    write_catalog.submit(catalog, index, docs, plan["deleted"]).result()
     quarantined = [d["path"] for d in docs if d.get("quarantined")]
     return {
         "region": region.name,
@@ -105,13 +106,15 @@ def refresh_region(region: Region, endpoint: str, index: str) -> dict[str, Any]:
 
 
 @task(name="refresh-region-on-its-cluster")
-def run_region(region: Region, endpoint: str, index: str) -> dict[str, Any]:
+def run_region(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's own Dask scheduler."""
     bound = refresh_region.with_options(
         name=f"refresh-{region.name}",
-        task_runner=DaskTaskRunner(address=region.scheduler_address),  # type: ignore[arg-type]
+        task_runner=DaskTaskRunner(  # type: ignore[arg-type]
+            address=region.scheduler_address, client_kwargs={"timeout": "15s"}
+        ),
     )
-    result: dict[str, Any] = bound(region=region, endpoint=endpoint, index=index)
+    result: dict[str, Any] = bound(region=region, catalog=catalog, index=index)
     return result
 
 
@@ -142,11 +145,14 @@ def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False
     logger = get_run_logger()
     platform = load_platform()
     selected = _select(platform, regions)
-    client = opensearch.connect(platform.opensearch_endpoint)
+    client = opensearch.connect_catalog(platform.catalog)
     alias = platform.catalog_alias
     current = opensearch.ensure_alias(client, alias)
     target = current
     if full_rebuild:
+        orphans = opensearch.cleanup_orphans(client, alias)  # left by a killed rebuild
+        if orphans:
+            logger.warning("removed orphaned catalog indices %s", orphans)
         target = opensearch.new_index_name(alias)
         opensearch.create_index(client, target)
         others = [n for n in platform.region_names if n not in {r.name for r in selected}]
@@ -161,7 +167,7 @@ def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False
     progress = create_progress_artifact(
         progress=0.0, key="catalog-refresh-progress", description="regions refreshed"
     )
-    futures = [run_region.submit(r, platform.opensearch_endpoint, target) for r in selected]
+    futures = [run_region.submit(r, platform.catalog, target) for r in selected]
     results, failures = [], []
     for done, future in enumerate(as_completed(futures), start=1):
         try:

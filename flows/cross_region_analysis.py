@@ -74,7 +74,9 @@ def run_region(region: Region, spec: KernelSpec, role: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's scheduler."""
     bound = analyze_region.with_options(
         name=f"analyze-{region.name}",
-        task_runner=DaskTaskRunner(address=region.scheduler_address),  # type: ignore[arg-type]
+        task_runner=DaskTaskRunner(  # type: ignore[arg-type]
+            address=region.scheduler_address, client_kwargs={"timeout": "15s"}
+        ),
     )
     try:
         out: dict[str, Any] = bound(region=region, spec=spec)
@@ -126,7 +128,7 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     logger = get_run_logger()
     started = time.perf_counter()
     platform = load_platform()
-    client = opensearch.connect(platform.opensearch_endpoint)
+    client = opensearch.connect_catalog(platform.catalog)
     plan = make_plan(
         request, client, platform.catalog_alias, platform.client_region, platform.egress_prices
     )

@@ -12,6 +12,7 @@ from blocks.data_region import DataRegion
 from blocks.opensearch_catalog import OpenSearchCatalog
 from blocks.results_store import ResultsStore
 from proxima.config import DatasetConfig, RegionConfig
+from proxima.opensearch import CatalogConnection
 from proxima.platform import Platform, Region, from_stack
 
 CATALOG_BLOCK = "proxima-catalog"
@@ -45,6 +46,23 @@ def region_from_block(block: DataRegion) -> Region:
     )
 
 
+def catalog_connection(block: OpenSearchCatalog) -> CatalogConnection:
+    """The connection a block describes (credentials resolved from its AwsCredentials)."""
+    creds = block.aws_credentials
+    return CatalogConnection(
+        hosts=block.hosts,
+        alias=block.alias,
+        auth=block.auth,
+        username=block.username,
+        password=block.password,
+        aws_region=block.aws_region or (creds.region_name if creds else None),
+        aws_access_key_id=creds.aws_access_key_id if creds else None,
+        aws_secret_access_key=creds.aws_secret_access_key if creds else None,
+        verify_certs=block.verify_certs,
+        ca_certs=block.ca_certs,
+    )
+
+
 def load_platform() -> Platform:
     """The platform of the current run: from blocks when saved, else the stack file."""
     names = _region_names()
@@ -55,8 +73,7 @@ def load_platform() -> Platform:
     fallback = from_stack()
     return Platform(
         regions=[region_from_block(cast(DataRegion, DataRegion.load(n))) for n in names],
-        opensearch_endpoint=catalog.hosts[0],
-        catalog_alias=catalog.alias,
+        catalog=catalog_connection(catalog),
         results_dir=results.path or fallback.results_dir,
         client_region=fallback.client_region,
         egress_prices=fallback.egress_prices,

@@ -6,11 +6,12 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
+from pydantic import BaseModel, Field, SecretStr
 
 from proxima.errors import ProximaError
 
@@ -100,6 +101,57 @@ class BulkReport:
 def connect(endpoint: str, *, timeout: float = 30.0, **kwargs: Any) -> OpenSearch:
     """An OpenSearch client for ``endpoint`` (auth/TLS kwargs pass through)."""
     return OpenSearch(hosts=[endpoint], timeout=timeout, **kwargs)
+
+
+class CatalogConnection(BaseModel):
+    """How to reach the catalog; travels to regional workers with the tasks."""
+
+    hosts: list[str] = Field(min_length=1)
+    alias: str = "proxima-assets"
+    auth: Literal["none", "basic", "sigv4"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The first host."""
+        return self.hosts[0]
+
+
+def connect_catalog(conn: CatalogConnection, *, timeout: float = 30.0) -> OpenSearch:
+    """An OpenSearch client with the connection's auth (none, basic or SigV4) and TLS."""
+    kwargs: dict[str, Any] = {"timeout": timeout}
+    if any(h.startswith("https") for h in conn.hosts):
+        kwargs |= {"use_ssl": True, "verify_certs": conn.verify_certs}
+        if conn.ca_certs:
+            kwargs["ca_certs"] = conn.ca_certs
+    if conn.auth == "basic":
+        secret = conn.password.get_secret_value() if conn.password else ""
+        kwargs["http_auth"] = (conn.username or "", secret)
+    elif conn.auth == "sigv4":
+        import boto3
+        from opensearchpy import AWSV4SignerAuth, RequestsHttpConnection
+
+        session = boto3.session.Session(
+            aws_access_key_id=conn.aws_access_key_id,
+            aws_secret_access_key=(
+                conn.aws_secret_access_key.get_secret_value()
+                if conn.aws_secret_access_key
+                else None
+            ),
+            region_name=conn.aws_region,
+        )
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise CatalogUnavailable("SigV4 needs AWS credentials; none were found")
+        kwargs["http_auth"] = AWSV4SignerAuth(credentials, conn.aws_region or "us-east-1", "es")
+        kwargs["connection_class"] = RequestsHttpConnection
+    return OpenSearch(hosts=conn.hosts, **kwargs)
 
 
 def new_index_name(alias: str) -> str:

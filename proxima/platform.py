@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from proxima.config import DatasetConfig, RegionConfig, StackConfig, load_stack_config
 from proxima.errors import ConfigurationError
+from proxima.opensearch import CatalogConnection
 from proxima.settings import ProximaSettings, get_settings
 
 
@@ -34,8 +35,7 @@ class Platform(BaseModel):
     """Regions, catalog endpoint and results location."""
 
     regions: list[Region]
-    opensearch_endpoint: str
-    catalog_alias: str
+    catalog: CatalogConnection
     results_dir: str
     client_region: str = "us-east-1"
     egress_prices: dict[str, float] = Field(default_factory=lambda: {"default": 0.02})
@@ -47,6 +47,16 @@ class Platform(BaseModel):
                 return region
         known = ", ".join(r.name for r in self.regions)
         raise ConfigurationError(f"unknown region {name!r}; known regions: {known}")
+
+    @property
+    def opensearch_endpoint(self) -> str:
+        """The catalog's first host."""
+        return self.catalog.endpoint
+
+    @property
+    def catalog_alias(self) -> str:
+        """The catalog alias."""
+        return self.catalog.alias
 
     @property
     def region_names(self) -> list[str]:
@@ -71,8 +81,9 @@ def from_stack(
             )
             for r in config.regions
         ],
-        opensearch_endpoint=config.opensearch.endpoint,
-        catalog_alias=config.opensearch.alias,
+        catalog=CatalogConnection(
+            hosts=[config.opensearch.endpoint], alias=config.opensearch.alias
+        ),
         results_dir=str(Path(settings.state_dir) / "results"),
         client_region=config.client_region,
         egress_prices=config.egress_prices,

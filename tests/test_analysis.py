@@ -306,3 +306,43 @@ def test_result_file_is_complete_netcdf_with_provenance(catalog, settings):
     assert req["selection"]["variable"] == "air_temperature"
     assert result.attrs["coverage"] == "complete"
     assert result.attrs["regions"] == "us-east-1"
+
+
+def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack, settings):
+    from blocks.data_region import DataRegion
+    from flows.cross_region_analysis import RegionFailed
+    from flows.platform import save_local_blocks
+
+    save_local_blocks()
+    broken = DataRegion.load("us-west-2")
+    broken.scheduler_address = "tcp://127.0.0.1:9"  # nothing listens there
+    broken.save("us-west-2", overwrite=True)
+    request = {
+        "selection": {**BASE, "end": "2020-04-30", "bbox": PACIFIC},
+        "over": "both",
+        "output_name": "partial-check",
+    }
+    try:
+        with pytest.raises(RegionFailed, match="region us-west-2 failed"):
+            cross_region_analysis(AnalysisRequest.model_validate(request))
+        assert not (settings.state_dir / "results" / "partial-check.nc").exists()
+        summary, result = _run({**request, "allow_partial": True})
+    finally:
+        save_local_blocks()
+    assert summary["missing_regions"] == ["us-west-2"]
+    assert result.attrs["coverage"] == "partial: missing us-west-2"
+    assert [r["region"] for r in summary["regions"]] == ["us-east-1"]
+    assert np.isfinite(result["result"].values).all()
+
+
+def test_zarr_output(catalog):
+    request = {
+        "selection": {**BASE, "bbox": PACIFIC},
+        "over": "time",
+        "output_format": "zarr",
+        "output_name": "zarr-check",
+    }
+    summary = cross_region_analysis(AnalysisRequest.model_validate(request))
+    path = Path(summary["result_path"])
+    assert path.suffix == ".zarr" and (path / ".zmetadata").exists()
+    assert xr.open_zarr(path)["result"].dims == ("lat", "lon")

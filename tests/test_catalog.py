@@ -206,6 +206,8 @@ def test_reader_never_sees_an_empty_catalog_during_a_full_rebuild(catalog, data,
                 errors.append(repr(exc))
             time.sleep(0.02)
 
+    orphan = f"{alias}-v00000000000000000000"  # as if an earlier rebuild had been killed
+    opensearch.create_index(os_client, orphan)
     thread = threading.Thread(target=reader)
     thread.start()
     try:
@@ -217,6 +219,7 @@ def test_reader_never_sees_an_empty_catalog_during_a_full_rebuild(catalog, data,
     assert result["index"] != before
     assert opensearch.alias_target(os_client, alias) == result["index"]
     assert not os_client.indices.exists(index=before)
+    assert not os_client.indices.exists(index=orphan)
     assert len(seen) > 10 and not errors
     assert min(seen) == expected == max(seen)
 

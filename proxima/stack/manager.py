@@ -33,6 +33,7 @@ class ServiceStatus:
     log: str
     region: str | None = None
     rss_bytes: int = 0
+    seconds_to_healthy: float | None = None
 
 
 def _read_state(settings: ProximaSettings) -> dict[str, Any]:
@@ -92,6 +93,27 @@ def _wait_healthy(service: Service, pid: int | None, settings: ProximaSettings) 
         f"{service.name} not healthy within {settings.health_timeout_s:.0f}s ({service.url}). "
         f"Last lines of {log}:\n{processes.tail(log)}"
     )
+
+
+def _wait_all(
+    services: list[Service], records: dict[str, dict[str, Any]], settings: ProximaSettings
+) -> None:
+    """Poll every service until all are healthy; record each one's time to healthy."""
+    pending = {s.name: s for s in services}
+    deadline = time.monotonic() + settings.health_timeout_s
+    while pending:
+        for name, service in list(pending.items()):
+            rec = records[name]
+            if service.healthy():
+                if "started" in rec and "healthy_s" not in rec:
+                    rec["healthy_s"] = round(time.time() - rec["started"], 2)
+                del pending[name]
+            elif not processes.alive(rec.get("pid")):
+                _wait_healthy(service, rec.get("pid"), settings)  # raises with the log tail
+        if pending and time.monotonic() > deadline:
+            name = next(iter(pending))
+            _wait_healthy(pending[name], records[name].get("pid"), settings)
+        time.sleep(0.2)
 
 
 def up(
@@ -164,11 +186,15 @@ def up(
                 log_path=settings.logs_dir / f"{service.name}.log",
                 cwd=PROJECT_ROOT,
             )
-            records[service.name] = {"pid": pid, "url": service.url, "region": service.region}
+            records[service.name] = {
+                "pid": pid,
+                "url": service.url,
+                "region": service.region,
+                "started": time.time(),
+            }
             _write_state(settings, state)
-        for service in services:
-            progress(f"waiting for {service.name}")
-            _wait_healthy(service, records[service.name]["pid"], settings)
+        progress("waiting for every service to answer its health check")
+        _wait_all(services, records, settings)
     finally:
         _write_state(settings, state)
     return status(settings, config)
@@ -195,6 +221,7 @@ def status(
                 log=str(settings.logs_dir / f"{service.name}.log"),
                 region=service.region,
                 rss_bytes=processes.rss_bytes(pid) if running and pid else 0,
+                seconds_to_healthy=records.get(service.name, {}).get("healthy_s"),
             )
         )
     return result
