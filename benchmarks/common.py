@@ -28,6 +28,11 @@ def up():
     settings = get_settings()
     config = load_stack_config(settings=settings)
     manager.up(settings, config, progress=lambda m: print(f"  stack: {m}", flush=True))
+    from proxima import s3
+
+    for region in config.regions:  # every configured bucket exists (the import needs them)
+        for dataset in region.datasets:
+            s3.ensure_bucket(s3.client(region), dataset.bucket, region.name)
     os.environ["PREFECT_API_URL"] = config.prefect.api_url
     os.environ["PREFECT_HOME"] = str(settings.state_dir / "prefect")
     return settings, config

@@ -51,8 +51,9 @@ def main() -> None:
             f"{statistics.median(rss[name]) / 2**20:.0f} |"
         )
     out = {"machine": info, "seconds_to_healthy": times, "rss_bytes": rss}
-    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
-    Path("benchmarks/results/stack_startup.json").write_text(json.dumps(out, indent=2))
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "stack_startup.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,22 @@ data_app = typer.Typer(help="Synthetic datasets and the data-repository import."
 app.add_typer(data_app, name="data")
 catalog_app = typer.Typer(help="The catalog in OpenSearch: refresh, search, export.")
 app.add_typer(catalog_app, name="catalog")
+testbed_app = typer.Typer(help="Regions in network namespaces behind shaped links (root).")
+app.add_typer(testbed_app, name="testbed")
+
+
+def _testbed_settings() -> Any:
+    """Testbed settings: its own configuration and state directory unless overridden."""
+    from proxima.settings import PROJECT_ROOT, ProximaSettings
+
+    base = ProximaSettings()
+    default_cfg = PROJECT_ROOT / "deployments" / "local" / "stack.yaml"
+    updates: dict[str, Any] = {}
+    if base.stack_config == default_cfg:
+        updates["stack_config"] = PROJECT_ROOT / "deployments" / "testbed" / "stack.yaml"
+    if base.state_dir == PROJECT_ROOT / ".state":
+        updates["state_dir"] = PROJECT_ROOT / ".state" / "testbed"
+    return base.model_copy(update=updates)
 
 
 def _prefect_client_settings() -> Any:
@@ -362,6 +378,59 @@ def analyze(
         )
     console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
     console.print(f"result: {out['result_path']}")
+
+
+@testbed_app.command("up")
+def testbed_up(
+    rate: float = typer.Option(100.0, help="Link rate in Mbit/s (tbf, each direction)."),
+) -> None:
+    """Build the namespaces and shaped links, then start the stack inside them."""
+    from proxima import testbed
+    from proxima.config import load_stack_config
+
+    settings = _testbed_settings()
+    try:
+        config = load_stack_config(settings=settings)
+        made = testbed.up(config, rate_mbit=rate)
+        rows = manager.up(settings, config, progress=lambda m: err.print(f"  {m}"))
+    except ProximaError as exc:
+        _fail(exc)
+        return
+    for link in made:
+        console.print(
+            f"{link.region}: netns {link.netns}, {link.address} via {link.host_if}, {rate} Mbit/s"
+        )
+    console.print(_table(rows))
+
+
+@testbed_app.command("down")
+def testbed_down() -> None:
+    """Stop the testbed stack and remove every namespace, link and process."""
+    from proxima import testbed
+    from proxima.config import load_stack_config
+
+    settings = _testbed_settings()
+    try:
+        config = load_stack_config(settings=settings)
+        manager.down(settings)
+        testbed.down(config)
+        left = testbed.leftovers(config)
+    except ProximaError as exc:
+        _fail(exc)
+        return
+    if left:
+        _fail(ProximaError(f"left behind: {left}"))
+    console.print("testbed removed")
+
+
+@testbed_app.command("counters")
+def testbed_counters() -> None:
+    """Bytes carried so far by each region's link (kernel interface statistics)."""
+    from proxima import testbed
+    from proxima.config import load_stack_config
+
+    config = load_stack_config(settings=_testbed_settings())
+    print(json.dumps(testbed.counters(config), indent=2))
 
 
 @app.command("demo")

@@ -30,6 +30,7 @@ class PrefectService(_Strict):
     """The Prefect server (started locally unless ``url`` is set)."""
 
     port: int = Field(default=4200, ge=1, le=65535, description="Port of the local server.")
+    host: str = Field(default="127.0.0.1", description="Address the local server listens on.")
     url: str | None = Field(default=None, description="Use this API URL instead of starting one.")
     work_pool: str = Field(default="proxima-local", description="The process work pool.")
 
@@ -38,7 +39,7 @@ class PrefectService(_Strict):
         """The Prefect API URL (ends in ``/api``)."""
         if self.url:
             return self.url.rstrip("/")
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"http://{self.host}:{self.port}/api"
 
     @property
     def ui_url(self) -> str:
@@ -50,6 +51,7 @@ class OpenSearchService(_Strict):
     """The OpenSearch node (started locally unless ``url`` is set)."""
 
     port: int = Field(default=9200, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address the local node listens on.")
     transport_port: int = Field(default=9300, ge=1, le=65535)
     url: str | None = Field(
         default=None, description="Use this OpenSearch instead of starting one."
@@ -60,7 +62,7 @@ class OpenSearchService(_Strict):
     @property
     def endpoint(self) -> str:
         """The OpenSearch HTTP endpoint."""
-        return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
+        return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 class DatasetConfig(_Strict):
@@ -101,6 +103,12 @@ class RegionConfig(_Strict):
     scheduler_port: int = Field(default=8786, ge=1, le=65535)
     dashboard_port: int = Field(default=8787, ge=1, le=65535)
     s3_port: int = Field(default=5101, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address the region's services use.")
+    netns: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]{1,15}$",
+        description="Testbed: the network namespace the region's services run in.",
+    )
     scheduler_url: str | None = Field(
         default=None, description="A remote scheduler address (overrides scheduler_port)."
     )
@@ -120,19 +128,19 @@ class RegionConfig(_Strict):
     @property
     def scheduler_address(self) -> str:
         """The Dask scheduler's address."""
-        return self.scheduler_url or f"tcp://127.0.0.1:{self.scheduler_port}"
+        return self.scheduler_url or f"tcp://{self.host}:{self.scheduler_port}"
 
     @property
     def dashboard_url(self) -> str:
         """The Dask dashboard URL."""
-        return f"http://127.0.0.1:{self.dashboard_port}/status"
+        return f"http://{self.host}:{self.dashboard_port}/status"
 
     @property
     def s3_endpoint(self) -> str | None:
         """The region's S3 endpoint (a moto server locally; None means AWS's own)."""
         if self.s3_url:
             return None if self.s3_url == "aws" else self.s3_url
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"http://{self.host}:{self.s3_port}"
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the dataset ``name`` held in this region."""

@@ -156,7 +156,7 @@ def up(
     for service in services:
         if service.name in running:
             continue
-        taken = [p for p in service.ports if processes.port_in_use(p)]
+        taken = [p for p in service.ports if processes.port_in_use(p, service.host)]
         if taken:
             raise StackError(
                 f"port(s) {taken} needed by {service.name} are already in use by another "

@@ -57,7 +57,9 @@ def classpath(settings: ProximaSettings) -> str:
     target = LAUNCHER_DIR / "target"
     classes, lib = target / "classes", target / "lib"
     launcher_class = classes / "proxima" / "opensearch" / "Launcher.class"
-    if not (launcher_class.exists() and any(lib.glob("opensearch-2.19.*.jar"))):
+    source = LAUNCHER_DIR / "src" / "main" / "java" / "proxima" / "opensearch" / "Launcher.java"
+    fresh = launcher_class.exists() and launcher_class.stat().st_mtime >= source.stat().st_mtime
+    if not (fresh and any(lib.glob("opensearch-2.19.*.jar"))):
         if not shutil.which(settings.maven):
             raise StackError(
                 f"Maven ({settings.maven!r}) not found; it resolves OpenSearch from Maven "
@@ -98,6 +100,7 @@ def argv(service: OpenSearchService, settings: ProximaSettings) -> list[str]:
         str(home),
         str(service.port),
         str(service.transport_port),
+        service.host,
     ]
 
 

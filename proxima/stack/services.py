@@ -40,6 +40,7 @@ class Service:
     ports: list[int] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     region: str | None = None
+    host: str = "127.0.0.1"
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -96,43 +97,56 @@ def _region_services(
 ) -> list[Service]:
     env = client_env(config, settings) | {"PROXIMA_REGION": region.name}
     scheduler = f"{region.name}-dask-scheduler"
+    # Testbed: the region's processes run inside its network namespace.
+    ns = ["ip", "netns", "exec", region.netns] if region.netns else []
     expected = region.workers
     return [
         Service(
             name=f"{region.name}-s3",
             url=region.s3_endpoint or "",
-            argv=lambda: [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(region.s3_port)],
+            argv=lambda: [
+                *ns,
+                str(BIN / "moto_server"),
+                "-H",
+                region.host,
+                "-p",
+                str(region.s3_port),
+            ],
             healthy=lambda: http_ok(f"{region.s3_endpoint}/moto-api/"),
-            ports=[region.s3_port],
+            ports=[] if region.netns else [region.s3_port],
+            host=region.host,
             region=region.name,
         ),
         Service(
             name=scheduler,
             url=region.scheduler_address,
             argv=lambda: [
+                *ns,
                 str(BIN / "dask"),
                 "scheduler",
                 "--host",
-                "127.0.0.1",
+                region.host,
                 "--port",
                 str(region.scheduler_port),
                 "--dashboard-address",
-                f"127.0.0.1:{region.dashboard_port}",
+                f"{region.host}:{region.dashboard_port}",
             ],
-            healthy=lambda: http_ok(f"http://127.0.0.1:{region.dashboard_port}/health"),
+            healthy=lambda: http_ok(f"http://{region.host}:{region.dashboard_port}/health"),
             env=env,
-            ports=[region.scheduler_port, region.dashboard_port],
+            ports=[] if region.netns else [region.scheduler_port, region.dashboard_port],
+            host=region.host,
             region=region.name,
         ),
         Service(
             name=f"{region.name}-dask-workers",
             url=region.dashboard_url,
             argv=lambda: [
+                *ns,
                 str(BIN / "dask"),
                 "worker",
                 region.scheduler_address,
                 "--host",
-                "127.0.0.1",
+                region.host,
                 "--nworkers",
                 str(region.workers),
                 "--nthreads",
@@ -167,6 +181,7 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                     f"{os_cfg.endpoint}/_cluster/health?wait_for_status=yellow&timeout=1s"
                 ),
                 ports=[os_cfg.port, os_cfg.transport_port],
+                host=os_cfg.host,
             )
         )
     if not config.prefect.url:
@@ -181,7 +196,7 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                     "server",
                     "start",
                     "--host",
-                    "127.0.0.1",
+                    pf.host,
                     "--port",
                     str(pf.port),
                 ],
@@ -196,6 +211,7 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
                 },
                 ports=[pf.port],
+                host=pf.host,
             )
         )
     for region in config.regions:

@@ -19,7 +19,7 @@ import org.opensearch.plugins.Plugin;
  * needs on the classpath. The distribution's bootstrap refuses to run as root and
  * needs the tarball; embedding {@link Node} needs neither.
  *
- * <p>Usage: {@code Launcher <home> <http-port> <transport-port>}
+ * <p>Usage: {@code Launcher <home> <http-port> <transport-port> [host]}
  */
 public final class Launcher {
 
@@ -38,11 +38,12 @@ public final class Launcher {
     private Launcher() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3) {
-            System.err.println("usage: Launcher <home> <http-port> <transport-port>");
+        if (args.length < 3 || args.length > 4) {
+            System.err.println("usage: Launcher <home> <http-port> <transport-port> [host]");
             System.exit(2);
         }
         Path home = Path.of(args[0]).toAbsolutePath();
+        String host = args.length == 4 ? args[3] : "127.0.0.1";
         for (String sub : List.of("modules", "plugins", "data", "logs", "config")) {
             Files.createDirectories(home.resolve(sub));
         }
@@ -53,7 +54,7 @@ public final class Launcher {
             .put("cluster.name", "proxima-local")
             .put("node.name", "node-1")
             .put("discovery.type", "single-node")
-            .put("network.host", "127.0.0.1")
+            .put("network.host", host)
             .put("http.port", args[1])
             .put("transport.port", args[2])
             .put("cluster.routing.allocation.disk.threshold_enabled", false)
@@ -81,7 +82,7 @@ public final class Launcher {
             }
         }, "proxima-opensearch-shutdown"));
         node.start();
-        System.out.println("proxima-opensearch started on 127.0.0.1:" + args[1]);
+        System.out.println("proxima-opensearch started on " + host + ":" + args[1]);
         stopped.await();
     }
 }
