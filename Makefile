@@ -9,7 +9,7 @@ $(VENV): pyproject.toml
 	bash infra/local/bootstrap.sh
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e '.[dev,aws]'
+	.venv/bin/pip install -q -e '.[dev,aws,infra]'
 	touch $@
 
 $(OS_JARS): infra/local/opensearch/pom.xml $(wildcard infra/local/opensearch/src/main/java/proxima/opensearch/*.java)

@@ -1,0 +1,53 @@
+"""The Proxima CDK app: one client-region stack and one stack per data region.
+
+cd infra/aws && npx cdk synth     (or: python app.py, which synthesizes to cdk.out)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proxima_infra import config as infra_config
+from proxima_infra.client_region import ClientRegionStack
+from proxima_infra.data_region import DataRegionStack
+from proxima_infra.suppressions import suppress
+
+
+def build(
+    cfg: infra_config.InfraConfig | None = None,
+    outdir: str | None = None,
+    suppressions: dict[str, str] | None = None,
+) -> cdk.App:
+    """Build (not synthesize) the app with cdk-nag's AwsSolutions checks attached."""
+    cfg = cfg or infra_config.load()
+    app = cdk.App(outdir=outdir) if outdir else cdk.App()
+    stacks: list[cdk.Stack] = [
+        ClientRegionStack(
+            app, f"{cfg.project}-client", cfg=cfg, env=cdk.Environment(region=cfg.client.region)
+        )
+    ]
+    for region in cfg.data_regions:
+        stacks.append(
+            DataRegionStack(
+                app,
+                f"{cfg.project}-data-{region.region}",
+                cfg=cfg,
+                region_cfg=region,
+                env=cdk.Environment(region=region.region),
+            )
+        )
+    for stack in stacks:
+        suppress(stack, suppressions)
+        cdk.Tags.of(stack).add("project", cfg.project)
+    cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return app
+
+
+if __name__ == "__main__":
+    build().synth()

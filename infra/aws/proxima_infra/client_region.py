@@ -1,0 +1,190 @@
+"""The client-region stack: VPC, Amazon OpenSearch Service in the VPC, the results
+bucket, roles for analysts and for the refresh flow, and a Prefect ECS worker.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_opensearchservice as opensearch
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from proxima_infra.config import InfraConfig
+from proxima_infra.network import vpc_with_flow_logs
+
+
+class ClientRegionStack(Stack):
+    """What the scientist's side runs."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, cfg: InfraConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        vpc = vpc_with_flow_logs(self, cfg.client.cidr)
+        data_cidrs = [r.cidr for r in cfg.data_regions]
+
+        search_sg = ec2.SecurityGroup(
+            self,
+            "SearchSg",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description="OpenSearch: HTTPS from the Proxima networks only",
+        )
+        for cidr in [cfg.client.cidr, *data_cidrs]:
+            search_sg.add_ingress_rule(
+                ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS from the client and data-region VPCs"
+            )
+
+        analyst_role = iam.Role(
+            self,
+            "AnalystRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="Reads the catalog (search) and writes results",
+        )
+        refresh_role = iam.Role(
+            self,
+            "RefreshRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="The catalog-refresh flow: writes the catalog",
+        )
+        slow_logs = logs.LogGroup(
+            self,
+            "SearchLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        domain = opensearch.Domain(
+            self,
+            "Catalog",
+            version=opensearch.EngineVersion.OPENSEARCH_2_19,
+            vpc=vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
+            security_groups=[search_sg],
+            capacity=opensearch.CapacityConfig(
+                data_nodes=2,
+                data_node_instance_type=cfg.client.opensearch_instance_type,
+                master_nodes=3,
+                master_node_instance_type="m6g.large.search",
+                multi_az_with_standby_enabled=False,
+            ),
+            zone_awareness=opensearch.ZoneAwarenessConfig(enabled=True, availability_zone_count=2),
+            ebs=opensearch.EbsOptions(volume_size=100),
+            encryption_at_rest=opensearch.EncryptionAtRestOptions(enabled=True),
+            node_to_node_encryption=True,
+            enforce_https=True,
+            tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2,
+            fine_grained_access_control=opensearch.AdvancedSecurityOptions(
+                master_user_arn=cfg.client.opensearch_master_user_arn
+            ),
+            logging=opensearch.LoggingOptions(
+                slow_search_log_enabled=True,
+                slow_search_log_group=slow_logs,
+                slow_index_log_enabled=True,
+                slow_index_log_group=slow_logs,
+                app_log_enabled=True,
+                app_log_group=slow_logs,
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        domain.grant_index_read(f"{cfg.project}-assets*", analyst_role)
+        domain.grant_path_read("_search", analyst_role)
+        domain.grant_index_read_write(f"{cfg.project}-assets*", refresh_role)
+        domain.grant_path_read_write("_aliases", refresh_role)
+
+        access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        results = s3.Bucket(
+            self,
+            "Results",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="results/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        results.grant_read_write(analyst_role)
+
+        cluster = ecs.Cluster(
+            self, "PrefectCluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
+        prefect_key = secretsmanager.Secret.from_secret_name_v2(
+            self, "PrefectApiKey", f"{cfg.project}/prefect-api"
+        )
+        worker_logs = logs.LogGroup(
+            self,
+            "WorkerLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        worker_td = ecs.FargateTaskDefinition(
+            self, "PrefectWorkerTask", cpu=512, memory_limit_mib=1024
+        )
+        worker_td.add_container(
+            "worker",
+            image=ecs.ContainerImage.from_registry(cfg.image),
+            command=["prefect", "worker", "start", "--pool", f"{cfg.project}-ecs", "--type", "ecs"],
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="prefect-worker", log_group=worker_logs),
+            secrets={
+                "PREFECT_API_URL": ecs.Secret.from_secrets_manager(prefect_key, "url"),
+                "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(prefect_key, "key"),
+            },
+        )
+        # The worker launches flow-run tasks with the analyst or refresh role.
+        worker_td.task_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ecs:RunTask",
+                    "ecs:StopTask",
+                    "ecs:DescribeTasks",
+                    "ecs:RegisterTaskDefinition",
+                    "ecs:DescribeTaskDefinition",
+                ],
+                resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+            )
+        )
+        worker_td.task_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"], resources=[analyst_role.role_arn, refresh_role.role_arn]
+            )
+        )
+        ecs.FargateService(
+            self,
+            "PrefectWorker",
+            cluster=cluster,
+            task_definition=worker_td,
+            desired_count=1,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
+
+        CfnOutput(
+            self,
+            "OpenSearchEndpoint",
+            value=f"https://{domain.domain_endpoint}",
+            description="OpenSearchCatalog.hosts (auth: sigv4)",
+        )
+        CfnOutput(
+            self, "ResultsBucket", value=results.bucket_name, description="ResultsStore.bucket"
+        )
+        CfnOutput(self, "AnalystRoleArn", value=analyst_role.role_arn)
+        CfnOutput(self, "RefreshRoleArn", value=refresh_role.role_arn)
+        CfnOutput(
+            self,
+            "ClientVpcId",
+            value=vpc.vpc_id,
+            description="Parameter ClientVpcId of each data-region stack",
+        )
+        CfnOutput(self, "PrefectClusterArn", value=cluster.cluster_arn)

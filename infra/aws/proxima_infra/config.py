@@ -1,0 +1,56 @@
+"""The infrastructure configuration (infra/aws/config.yaml), typed."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+
+
+class ClientRegion(BaseModel):
+    """Where the scientist, the catalog and Prefect's ECS worker live."""
+
+    region: str
+    cidr: str
+    opensearch_instance_type: str = "r6g.large.search"
+    opensearch_master_user_arn: str
+
+
+class DataRegion(BaseModel):
+    """A region with datasets, FSx for Lustre and a Dask cluster."""
+
+    region: str
+    cidr: str
+    buckets: list[str] = Field(min_length=1)
+    fsx_path: str = "/fsx"
+    fsx_storage_gib: int = Field(default=1200, ge=1200)
+    workers: int = Field(default=2, ge=1, le=100)
+    instance_type: str = "r6i.2xlarge"
+
+
+class InfraConfig(BaseModel):
+    """Everything the CDK app needs."""
+
+    project: str = "proxima"
+    image: str
+    client: ClientRegion
+    data_regions: list[DataRegion] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cidrs_do_not_overlap(self) -> InfraConfig:
+        nets = [ipaddress.ip_network(self.client.cidr)] + [
+            ipaddress.ip_network(r.cidr) for r in self.data_regions
+        ]
+        for i, a in enumerate(nets):
+            for b in nets[i + 1 :]:
+                if a.overlaps(b):
+                    raise ValueError(f"CIDRs {a} and {b} overlap; peered VPCs need disjoint ranges")
+        return self
+
+
+def load(path: Path | None = None) -> InfraConfig:
+    """Read and validate the configuration file."""
+    path = path or Path(__file__).resolve().parents[1] / "config.yaml"
+    return InfraConfig.model_validate(yaml.safe_load(path.read_text()))

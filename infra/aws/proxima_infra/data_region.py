@@ -1,0 +1,328 @@
+"""One stack per data region: VPC, FSx for Lustre linked to the dataset buckets, a
+scheduled metadata import, and a Dask cluster on ECS with EC2 capacity that mounts FSx.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_fsx as fsx
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_servicediscovery as sd
+from constructs import Construct
+
+from proxima_infra.config import DataRegion, InfraConfig
+from proxima_infra.network import vpc_with_flow_logs
+
+DASK_SCHEDULER_PORT = 8786
+DASK_DASHBOARD_PORT = 8787
+LUSTRE_PORTS = (988, 1018, 1023)
+
+
+class DataRegionStack(Stack):
+    """Everything one data region runs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cfg: InfraConfig,
+        region_cfg: DataRegion,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        name = f"{cfg.project}-{region_cfg.region}"
+        vpc = vpc_with_flow_logs(self, region_cfg.cidr)
+
+        client_vpc_id = CfnParameter(
+            self,
+            "ClientVpcId",
+            type="String",
+            description="VPC id of the client-region stack (output ClientVpcId), for peering.",
+        )
+        peering = ec2.CfnVPCPeeringConnection(
+            self,
+            "PeeringToClient",
+            vpc_id=vpc.vpc_id,
+            peer_vpc_id=client_vpc_id.value_as_string,
+            peer_region=cfg.client.region,
+        )
+        for i, subnet in enumerate(vpc.private_subnets):
+            ec2.CfnRoute(
+                self,
+                f"RouteToClient{i}",
+                route_table_id=subnet.route_table.route_table_id,
+                destination_cidr_block=cfg.client.cidr,
+                vpc_peering_connection_id=peering.ref,
+            )
+
+        dask_sg = ec2.SecurityGroup(
+            self,
+            "DaskSg",
+            vpc=vpc,
+            allow_all_outbound=True,
+            description="Dask scheduler and workers",
+        )
+        dask_sg.add_ingress_rule(
+            ec2.Peer.ipv4(cfg.client.cidr),
+            ec2.Port.tcp(DASK_SCHEDULER_PORT),
+            "Dask scheduler over TLS from the client region only",
+        )
+        dask_sg.add_ingress_rule(
+            ec2.Peer.ipv4(cfg.client.cidr),
+            ec2.Port.tcp(DASK_DASHBOARD_PORT),
+            "Dask dashboard from the client region only",
+        )
+        dask_sg.add_ingress_rule(
+            dask_sg, ec2.Port.tcp_range(1024, 65535), "scheduler <-> workers inside the region"
+        )
+        fsx_sg = ec2.SecurityGroup(
+            self,
+            "FsxSg",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description="FSx for Lustre: only the Dask hosts",
+        )
+        fsx_sg.add_ingress_rule(dask_sg, ec2.Port.tcp(LUSTRE_PORTS[0]), "Lustre")
+        fsx_sg.add_ingress_rule(dask_sg, ec2.Port.tcp_range(*LUSTRE_PORTS[1:]), "Lustre")
+        fsx_sg.add_ingress_rule(fsx_sg, ec2.Port.tcp(LUSTRE_PORTS[0]), "Lustre servers")
+        fsx_sg.add_ingress_rule(fsx_sg, ec2.Port.tcp_range(*LUSTRE_PORTS[1:]), "Lustre servers")
+
+        lustre = fsx.CfnFileSystem(
+            self,
+            "Lustre",
+            file_system_type="LUSTRE",
+            storage_capacity=region_cfg.fsx_storage_gib,
+            subnet_ids=[vpc.private_subnets[0].subnet_id],
+            security_group_ids=[fsx_sg.security_group_id],
+            lustre_configuration=fsx.CfnFileSystem.LustreConfigurationProperty(
+                deployment_type="PERSISTENT_2",
+                per_unit_storage_throughput=125,
+                data_compression_type="LZ4",
+            ),
+        )
+        lustre.apply_removal_policy(RemovalPolicy.RETAIN)
+        for i, bucket in enumerate(region_cfg.buckets):
+            fsx.CfnDataRepositoryAssociation(
+                self,
+                f"Dra{i}",
+                file_system_id=lustre.ref,
+                file_system_path=f"/{bucket}",
+                data_repository_path=f"s3://{bucket}",
+                batch_import_meta_data_on_create=True,
+                s3=fsx.CfnDataRepositoryAssociation.S3Property(
+                    auto_import_policy=fsx.CfnDataRepositoryAssociation.AutoImportPolicyProperty(
+                        events=["NEW", "CHANGED", "DELETED"]
+                    )
+                ),
+            )
+        fs_arn = self.format_arn(service="fsx", resource="file-system", resource_name=lustre.ref)
+        import_role = iam.Role(
+            self,
+            "ImportRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            description="Starts the daily FSx metadata import",
+        )
+        import_role.add_to_policy(
+            iam.PolicyStatement(actions=["fsx:CreateDataRepositoryTask"], resources=[fs_arn])
+        )
+        scheduler.CfnSchedule(
+            self,
+            "DailyImport",
+            schedule_expression="cron(0 3 * * ? *)",
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn="arn:aws:scheduler:::aws-sdk:fsx:createDataRepositoryTask",
+                role_arn=import_role.role_arn,
+                input=json.dumps(
+                    {
+                        "FileSystemId": lustre.ref,
+                        "Type": "IMPORT_METADATA_FROM_REPOSITORY",
+                        "Paths": [f"/{b}" for b in region_cfg.buckets],
+                        "Report": {"Enabled": False},
+                    }
+                ),
+            ),
+        )
+
+        cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            cluster_name=name,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            default_cloud_map_namespace=ecs.CloudMapNamespaceOptions(
+                name=f"{region_cfg.region}.{cfg.project}.internal",
+                vpc=vpc,
+                type=sd.NamespaceType.DNS_PRIVATE,
+            ),
+        )
+        asg = autoscaling.AutoScalingGroup(
+            self,
+            "DaskHosts",
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            instance_type=ec2.InstanceType(region_cfg.instance_type),
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(),
+            min_capacity=1,
+            max_capacity=region_cfg.workers + 1,
+            security_group=dask_sg,
+            require_imdsv2=True,
+            block_devices=[
+                autoscaling.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=autoscaling.BlockDeviceVolume.ebs(60, encrypted=True),
+                )
+            ],
+        )
+        # Fargate cannot mount Lustre: EC2 hosts mount FSx and tasks bind-mount it.
+        asg.add_user_data(
+            "dnf install -y lustre-client",
+            f"mkdir -p {region_cfg.fsx_path}",
+            f"mount -t lustre -o relatime,flock {lustre.attr_dns_name}@tcp:/"
+            f"{lustre.attr_lustre_mount_name} {region_cfg.fsx_path}",
+        )
+        cluster.add_asg_capacity_provider(
+            ecs.AsgCapacityProvider(
+                self,
+                "Capacity",
+                auto_scaling_group=asg,
+                enable_managed_termination_protection=False,
+            )
+        )
+
+        log_group = logs.LogGroup(
+            self,
+            "DaskLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        tls = secretsmanager.Secret.from_secret_name_v2(self, "DaskTls", f"{cfg.project}/dask-tls")
+        scheduler_td = self._task(
+            cfg,
+            region_cfg,
+            "Scheduler",
+            log_group,
+            tls,
+            [
+                "dask",
+                "scheduler",
+                "--protocol",
+                "tls",
+                "--port",
+                str(DASK_SCHEDULER_PORT),
+                "--dashboard-address",
+                f":{DASK_DASHBOARD_PORT}",
+            ],
+            cpu=1024,
+            memory=4096,
+        )
+        worker_td = self._task(
+            cfg,
+            region_cfg,
+            "Worker",
+            log_group,
+            tls,
+            [
+                "dask",
+                "worker",
+                f"tls://scheduler.{region_cfg.region}.{cfg.project}.internal:{DASK_SCHEDULER_PORT}",
+                "--nthreads",
+                "4",
+            ],
+            cpu=4096,
+            memory=30000,
+        )
+        ecs.Ec2Service(
+            self,
+            "SchedulerService",
+            cluster=cluster,
+            task_definition=scheduler_td,
+            desired_count=1,
+            security_groups=[dask_sg],
+            cloud_map_options=ecs.CloudMapOptions(name="scheduler"),
+        )
+        ecs.Ec2Service(
+            self,
+            "WorkerService",
+            cluster=cluster,
+            task_definition=worker_td,
+            desired_count=region_cfg.workers,
+            security_groups=[dask_sg],
+        )
+
+        address = (
+            f"tls://scheduler.{region_cfg.region}.{cfg.project}.internal:{DASK_SCHEDULER_PORT}"
+        )
+        CfnOutput(
+            self, "SchedulerAddress", value=address, description="DataRegion.scheduler_address"
+        )
+        CfnOutput(self, "FsxMount", value=region_cfg.fsx_path, description="DataRegion.mount")
+        CfnOutput(
+            self, "FsxFileSystemId", value=lustre.ref, description="DataRegion.fsx_file_system_id"
+        )
+        CfnOutput(
+            self,
+            "DataRepositoryUri",
+            value=",".join(f"s3://{b}" for b in region_cfg.buckets),
+            description="DataRegion.data_repository_uri",
+        )
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"http://scheduler.{region_cfg.region}.{cfg.project}.internal:"
+            f"{DASK_DASHBOARD_PORT}/status",
+            description="DataRegion.dashboard_url",
+        )
+        CfnOutput(
+            self,
+            "VpcPeeringId",
+            value=peering.ref,
+            description="Accept in the client region; add it to the client config",
+        )
+
+    def _task(
+        self,
+        cfg: InfraConfig,
+        region_cfg: DataRegion,
+        role: str,
+        log_group: logs.ILogGroup,
+        tls: secretsmanager.ISecret,
+        command: list[str],
+        *,
+        cpu: int,
+        memory: int,
+    ) -> ecs.Ec2TaskDefinition:
+        td = ecs.Ec2TaskDefinition(self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC)
+        td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
+        container = td.add_container(
+            role,
+            image=ecs.ContainerImage.from_registry(cfg.image),
+            command=command,
+            cpu=cpu,
+            memory_limit_mib=memory,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=role.lower(), log_group=log_group),
+            environment={
+                "PROXIMA_REGION": region_cfg.region,
+                "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+            },
+            secrets={"DASK_TLS": ecs.Secret.from_secrets_manager(tls)},
+            port_mappings=[ecs.PortMapping(container_port=DASK_SCHEDULER_PORT)]
+            if role == "Scheduler"
+            else [],
+        )
+        container.add_mount_points(
+            ecs.MountPoint(container_path=region_cfg.fsx_path, source_volume="fsx", read_only=True)
+        )
+        return td
+
+
+__all__ = ["DataRegionStack", "Duration"]

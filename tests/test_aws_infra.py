@@ -1,0 +1,148 @@
+"""infra/aws: the CDK app synthesizes offline; each stack has what the design needs;
+cdk-nag AwsSolutions has no unsuppressed finding and no suppression is unused."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra" / "aws"))
+
+import app as infra_app
+from aws_cdk import Stack
+from aws_cdk.assertions import Annotations, Match, Template
+from proxima_infra.config import load
+from proxima_infra.suppressions import REASONS
+
+OPEN = ("0.0.0.0/0", "::/0")
+GUARDED_PORTS = {443, 8786, 8787, 988}
+
+
+def _stacks(app):
+    return {s.stack_name: s for s in app.node.children if isinstance(s, Stack)}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    app = infra_app.build(outdir=str(tmp_path_factory.mktemp("cdk")))
+    app.synth()
+    stacks = _stacks(app)
+    return stacks, {name: Template.from_stack(s) for name, s in stacks.items()}
+
+
+def test_client_stack(synth):
+    _, t = synth
+    client = t["proxima-client"]
+    client.resource_count_is("AWS::OpenSearchService::Domain", 1)
+    client.has_resource_properties(
+        "AWS::OpenSearchService::Domain",
+        {
+            "EncryptionAtRestOptions": {"Enabled": True},
+            "NodeToNodeEncryptionOptions": {"Enabled": True},
+            "DomainEndpointOptions": Match.object_like({"EnforceHTTPS": True}),
+            "AdvancedSecurityOptions": Match.object_like({"Enabled": True}),
+            "VPCOptions": Match.any_value(),
+        },
+    )
+    for bucket in client.find_resources("AWS::S3::Bucket").values():
+        assert bucket["Properties"]["BucketEncryption"]
+        assert bucket["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
+    policies = client.find_resources("AWS::S3::BucketPolicy")
+    assert all("aws:SecureTransport" in str(p) for p in policies.values()) and policies
+    outputs = client.find_outputs("*")
+    for name in (
+        "OpenSearchEndpoint",
+        "ResultsBucket",
+        "ClientVpcId",
+        "AnalystRoleArn",
+        "RefreshRoleArn",
+    ):
+        assert name in outputs
+
+
+@pytest.mark.parametrize("region", [r.region for r in load().data_regions])
+def test_data_region_stack(synth, region):
+    _, t = synth
+    cfg = next(r for r in load().data_regions if r.region == region)
+    data = t[f"proxima-data-{region}"]
+    data.has_resource_properties(
+        "AWS::FSx::FileSystem",
+        {
+            "FileSystemType": "LUSTRE",
+            "LustreConfiguration": Match.object_like({"DeploymentType": "PERSISTENT_2"}),
+        },
+    )
+    data.resource_count_is("AWS::FSx::DataRepositoryAssociation", len(cfg.buckets))
+    data.has_resource_properties(
+        "AWS::FSx::DataRepositoryAssociation", {"DataRepositoryPath": f"s3://{cfg.buckets[0]}"}
+    )
+    data.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "Target": Match.object_like(
+                {"Arn": "arn:aws:scheduler:::aws-sdk:fsx:createDataRepositoryTask"}
+            )
+        },
+    )
+    data.resource_count_is("AWS::ECS::Service", 2)
+    assert "mount -t lustre" in str(data.to_json())
+    outputs = data.find_outputs("*")
+    for name in ("SchedulerAddress", "FsxMount", "FsxFileSystemId", "DashboardUrl"):
+        assert name in outputs
+    assert outputs["SchedulerAddress"]["Value"].startswith("tls://")
+
+
+def _ingress_rules(template):
+    for res in template.to_json()["Resources"].values():
+        if res["Type"] == "AWS::EC2::SecurityGroup":
+            yield from res["Properties"].get("SecurityGroupIngress", [])
+        elif res["Type"] == "AWS::EC2::SecurityGroupIngress":
+            yield res["Properties"]
+
+
+def test_no_open_ingress_on_dask_search_or_lustre_ports(synth):
+    _, t = synth
+    for name, template in t.items():
+        for rule in _ingress_rules(template):
+            cidr = rule.get("CidrIp") or rule.get("CidrIpv6")
+            lo, hi = rule.get("FromPort", 0), rule.get("ToPort", 65535)
+            touches = any(lo <= p <= hi for p in GUARDED_PORTS)
+            assert not (cidr in OPEN and touches), (name, rule)
+
+
+def test_cdk_nag_is_clean_with_justified_suppressions(synth):
+    stacks, _ = synth
+    for name, stack in stacks.items():
+        ann = Annotations.from_stack(stack)
+        errors = ann.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+        warnings = ann.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+        assert not errors and not warnings, (name, [e.entry.data for e in errors + warnings])
+    assert all(len(reason) > 60 for reason in REASONS.values())
+
+
+def test_every_suppression_is_needed(tmp_path):
+    app = infra_app.build(outdir=str(tmp_path), suppressions={})
+    app.synth()
+    fired = set()
+    for stack in _stacks(app).values():
+        ann = Annotations.from_stack(stack)
+        for msg in ann.find_error("*", Match.any_value()) + ann.find_warning(
+            "*", Match.any_value()
+        ):
+            text = str(msg.entry.data)
+            fired |= {rule for rule in REASONS if rule in text}
+    assert set(REASONS) == fired, f"unused suppressions: {set(REASONS) - fired}"
+
+
+def test_overlapping_cidrs_are_refused():
+    from proxima_infra.config import InfraConfig
+
+    raw = load().model_dump()
+    raw["data_regions"][1]["cidr"] = raw["data_regions"][0]["cidr"]
+    with pytest.raises(ValueError, match="overlap"):
+        InfraConfig.model_validate(raw)
