@@ -433,6 +433,33 @@ def testbed_counters() -> None:
     print(json.dumps(testbed.counters(config), indent=2))
 
 
+@app.command("aws-blocks")
+def aws_blocks(
+    outputs: str = typer.Argument(..., help="`cdk deploy --outputs-file` JSON."),
+    project: str = typer.Option("proxima"),
+) -> None:
+    """Save the DataRegion, OpenSearchCatalog and ResultsStore blocks from stack outputs."""
+    from pathlib import Path
+
+    from blocks import DataRegion, OpenSearchCatalog, ResultsStore
+    from flows.platform import CATALOG_BLOCK, RESULTS_BLOCK
+    from proxima.aws_outputs import blocks_from_outputs
+
+    try:
+        fields = blocks_from_outputs(Path(outputs), project)
+    except (ProximaError, OSError, ValueError) as exc:
+        _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
+        return
+    for block in (DataRegion, OpenSearchCatalog, ResultsStore):
+        block.register_type_and_schema()
+    for region in fields["regions"]:
+        DataRegion(**region).save(region["region"], overwrite=True)
+        console.print(f"saved DataRegion {region['region']}")
+    OpenSearchCatalog(**fields["catalog"]).save(CATALOG_BLOCK, overwrite=True)
+    ResultsStore(**fields["results"]).save(RESULTS_BLOCK, overwrite=True)
+    console.print(f"saved {CATALOG_BLOCK} and {RESULTS_BLOCK}")
+
+
 @app.command("demo")
 def demo() -> None:
     """Run the whole platform end to end on the local stack (leaves it running)."""

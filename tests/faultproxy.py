@@ -16,6 +16,7 @@ class FaultProxy:
         self.remaining = fail_first
         self.status = status
         self.injected = 0
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -24,6 +25,7 @@ class FaultProxy:
                 pass
 
             def _handle(self):
+                proxy.headers.append({k.lower(): v for k, v in self.headers.items()})
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 if "_bulk" in self.path:

@@ -1,0 +1,100 @@
+"""From CloudFormation stack outputs (`cdk deploy --outputs-file outputs.json`) to the
+block documents the flows read: DataRegion per data region, OpenSearchCatalog (SigV4)
+and ResultsStore (S3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from proxima.errors import ConfigurationError
+
+
+class DaskClusterSpec(BaseModel):
+    """A dask-cloudprovider ECSCluster on resources the stacks already created.
+
+    Nothing is created at run time: the cluster, roles, security groups, VPC and
+    subnets all come from the stack outputs.
+    """
+
+    cluster_arn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:")
+    execution_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::")
+    task_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::")
+    security_groups: list[str] = Field(min_length=1)
+    vpc: str = Field(pattern=r"^vpc-")
+    subnets: list[str] = Field(min_length=1)
+    image: str
+    n_workers: int = Field(default=2, ge=1)
+    region: str
+
+    def ecs_cluster_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``dask_cloudprovider.aws.ECSCluster``."""
+        return {
+            "cluster_arn": self.cluster_arn,
+            "execution_role_arn": self.execution_role_arn,
+            "task_role_arn": self.task_role_arn,
+            "task_role_policies": [],
+            "security_groups": self.security_groups,
+            "vpc": self.vpc,
+            "subnets": self.subnets,
+            "image": self.image,
+            "n_workers": self.n_workers,
+            "region_name": self.region,
+            "fargate_scheduler": False,
+            "fargate_workers": False,
+            "skip_cleanup": True,
+            "cloudwatch_logs_group": None,
+        }
+
+
+def _need(outputs: dict[str, str], stack: str, key: str) -> str:
+    try:
+        return outputs[key]
+    except KeyError:
+        raise ConfigurationError(
+            f"stack {stack} has no output {key}; has: {sorted(outputs)}"
+        ) from None
+
+
+def blocks_from_outputs(path: Path, project: str = "proxima") -> dict[str, Any]:
+    """Block fields from an outputs file: {"regions": [...], "catalog": {...}, "results": {...}}.
+
+    Raises:
+        ConfigurationError: a stack or an output the blocks need is missing.
+    """
+    data: dict[str, dict[str, str]] = json.loads(path.read_text())
+    client_name = f"{project}-client"
+    if client_name not in data:
+        raise ConfigurationError(f"{path} has no stack {client_name}; has: {sorted(data)}")
+    client = data[client_name]
+    regions = []
+    for stack, outputs in sorted(data.items()):
+        prefix = f"{project}-data-"
+        if not stack.startswith(prefix):
+            continue
+        regions.append(
+            {
+                "region": stack.removeprefix(prefix),
+                "scheduler_address": _need(outputs, stack, "SchedulerAddress"),
+                "dashboard_url": outputs.get("DashboardUrl"),
+                "mount": _need(outputs, stack, "FsxMount"),
+                "fsx_file_system_id": _need(outputs, stack, "FsxFileSystemId"),
+                "data_repository_uri": outputs.get("DataRepositoryUri", ""),
+            }
+        )
+    if not regions:
+        raise ConfigurationError(f"{path} has no {project}-data-<region> stack")
+    endpoint = _need(client, client_name, "OpenSearchEndpoint")
+    return {
+        "regions": regions,
+        "catalog": {
+            "hosts": [endpoint],
+            "auth": "sigv4",
+            "aws_region": endpoint.split(".")[1] if "." in endpoint else None,
+        },
+        "results": {"bucket": _need(client, client_name, "ResultsBucket")},
+    }
