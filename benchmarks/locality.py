@@ -160,7 +160,7 @@ def main() -> None:
 
         def plain(name):
             region = config.region(name)
-            with Client(region.scheduler_address) as client:
+            with Client(region.scheduler_address, set_as_default=False) as client:
                 return compute_partial(str(settings.region_root(name)), specs[name], client)[0]
 
         before, t0 = testbed.counters(config), time.perf_counter()

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from proxima import s3
 from proxima.config import RegionConfig
 from proxima.errors import ProximaError
+from proxima.paths import UnsafePath, inside
 
 MANIFEST = ".proxima-import.json"
 TMP_MARK = ".proxima-partial-"
@@ -49,10 +50,10 @@ class ImportReport:
 
 
 def _safe_local(root: Path, key: str) -> Path:
-    target = (root / key).resolve()
-    if key.startswith("/") or "\x00" in key or not target.is_relative_to(root.resolve()):
-        raise ImportError_(f"object key {key!r} would leave the region root {root}")
-    return target
+    try:
+        return inside(root, key)
+    except UnsafePath as exc:
+        raise ImportError_(f"object key {key[:80]!r} would leave the region root: {exc}") from exc
 
 
 def _load_manifest(root: Path) -> dict[str, dict[str, Any]]:

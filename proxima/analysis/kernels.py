@@ -9,7 +9,6 @@ cos(latitude) for mean and std; sum, count, min and max are unweighted.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -17,6 +16,7 @@ import xarray as xr
 from pydantic import BaseModel
 
 from proxima.catalog.geo import wrap180
+from proxima.paths import inside
 
 AGGREGATES = ("n", "sum", "sw", "swx", "swx2", "min", "max")
 SEASONS = {
@@ -61,7 +61,7 @@ class EmptySelection(ValueError):
 
 def open_asset(root: str, asset: AssetRef, variable: str) -> xr.DataArray:
     """Open one asset lazily as (time, lat, lon), whatever its time dimension is called."""
-    path = Path(root) / asset.path
+    path = inside(root, asset.path)
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
     if asset.format == "zarr":
         ds = xr.open_zarr(path, decode_times=coder, consolidated=True)

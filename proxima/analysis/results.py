@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -59,10 +60,14 @@ def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Pa
     tmp = directory / f".partial-{uuid.uuid4().hex}-{final.name}"
     try:
         if fmt == "netcdf":
-            result.to_netcdf(tmp, engine="h5netcdf")
+            # The result is in memory; never let a process-wide distributed default
+            # (left by some other Client) decide how to write it.
+            with dask.config.set(scheduler="synchronous"):
+                result.to_netcdf(tmp, engine="h5netcdf")
             os.replace(tmp, final)
         else:
-            result.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+            with dask.config.set(scheduler="synchronous"):
+                result.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

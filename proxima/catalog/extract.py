@@ -18,6 +18,7 @@ import numpy as np
 
 from proxima.catalog.geo import envelope, lon_extent
 from proxima.catalog.model import FACET_KEYS, Asset, TimeCoverage, Variable, asset_id
+from proxima.paths import inside
 
 _TIME_NAMES = ("time", "time0", "time1", "t")
 _LAT_NAMES = ("lat", "latitude", "y")
@@ -227,7 +228,7 @@ def extract(
     Returns:
         The asset as a JSON-ready dict (plain data travels cheaply from Dask workers).
     """
-    path = Path(root) / relpath
+    path = inside(root, relpath)
     fmt = "zarr" if path.is_dir() else ("netcdf" if path.suffix in (".nc", ".nc4") else "unknown")
     key = relpath.split("/", 1)[1] if "/" in relpath else relpath
     size, mtime = tree_stat(path) if path.exists() else (0, 0)
