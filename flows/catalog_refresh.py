@@ -17,9 +17,10 @@ from prefect.artifacts import (
 )
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect_dask import DaskTaskRunner, get_dask_client
+from prefect_dask import get_dask_client
 
 from flows.platform import load_platform
+from flows.runners import regional_runner
 from proxima import opensearch, repository
 from proxima.catalog import refresh
 from proxima.catalog.extract import extract
@@ -110,9 +111,7 @@ def run_region(region: Region, catalog: CatalogConnection, index: str) -> dict[s
     """Run the regional subflow bound to the region's own Dask scheduler."""
     bound = refresh_region.with_options(
         name=f"refresh-{region.name}",
-        task_runner=DaskTaskRunner(  # type: ignore[arg-type]
-            address=region.scheduler_address, client_kwargs={"timeout": "15s"}
-        ),
+        task_runner=regional_runner(region),  # type: ignore[arg-type]
     )
     result: dict[str, Any] = bound(region=region, catalog=catalog, index=index)
     return result

@@ -21,9 +21,10 @@ from prefect.artifacts import (
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect_dask import DaskTaskRunner, get_dask_client
+from prefect_dask import get_dask_client
 
 from flows.platform import load_platform
+from flows.runners import regional_runner
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.kernels import KernelSpec, combine, compute_partial
@@ -74,9 +75,7 @@ def run_region(region: Region, spec: KernelSpec, role: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's scheduler."""
     bound = analyze_region.with_options(
         name=f"analyze-{region.name}",
-        task_runner=DaskTaskRunner(  # type: ignore[arg-type]
-            address=region.scheduler_address, client_kwargs={"timeout": "15s"}
-        ),
+        task_runner=regional_runner(region),  # type: ignore[arg-type]
     )
     try:
         out: dict[str, Any] = bound(region=region, spec=spec)
@@ -212,8 +211,14 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         }
     )
     path = results.write_atomic(ds, Path(platform.results_dir), name, request.output_format)
+    result_uri = str(path)
+    if platform.results_bucket:
+        result_uri = results.upload(
+            path, platform.results_bucket, platform.results_prefix, platform.results_s3_endpoint
+        )
     summary = {
         "result_path": str(path),
+        "result_uri": result_uri,
         "answer": results.scalar_or_summary(answer),
         "regions": per_region,
         "bytes_read": sum(d["bytes_read"] for d in done),

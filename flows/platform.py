@@ -39,7 +39,8 @@ def region_from_block(block: DataRegion) -> Region:
     )
     return Region(
         name=block.region,
-        scheduler_address=config.scheduler_address,
+        scheduler_address=config.scheduler_address if block.scheduler_address else None,
+        cluster_spec=block.cluster_spec,
         dashboard_url=block.dashboard_url,
         root=block.mount,
         config=config,
@@ -75,6 +76,9 @@ def load_platform() -> Platform:
         regions=[region_from_block(cast(DataRegion, DataRegion.load(n))) for n in names],
         catalog=catalog_connection(catalog),
         results_dir=results.path or fallback.results_dir,
+        results_bucket=results.bucket,
+        results_prefix=results.prefix,
+        results_s3_endpoint=results.s3_endpoint,
         client_region=fallback.client_region,
         egress_prices=fallback.egress_prices,
     )

@@ -7,6 +7,7 @@ when those exist (deployments), or from the stack configuration (local runs, tes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -20,7 +21,10 @@ class Region(BaseModel):
     """A data region as the flows see it."""
 
     name: str
-    scheduler_address: str
+    scheduler_address: str | None = None
+    cluster_spec: dict[str, Any] | None = Field(
+        default=None, description="A dask-cloudprovider ECSCluster spec (DaskClusterSpec)."
+    )
     dashboard_url: str | None = None
     root: str = Field(description="The region's file-system mount (FSx for Lustre).")
     config: RegionConfig
@@ -37,6 +41,9 @@ class Platform(BaseModel):
     regions: list[Region]
     catalog: CatalogConnection
     results_dir: str
+    results_bucket: str | None = None
+    results_prefix: str = "results/"
+    results_s3_endpoint: str | None = None
     client_region: str = "us-east-1"
     egress_prices: dict[str, float] = Field(default_factory=lambda: {"default": 0.02})
 

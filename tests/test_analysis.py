@@ -322,6 +322,7 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
         "over": "both",
         "output_name": "partial-check",
     }
+    (settings.state_dir / "results" / "partial-check.nc").unlink(missing_ok=True)
     try:
         with pytest.raises(RegionFailed, match="region us-west-2 failed"):
             cross_region_analysis(AnalysisRequest.model_validate(request))
@@ -346,3 +347,28 @@ def test_zarr_output(catalog):
     path = Path(summary["result_path"])
     assert path.suffix == ".zarr" and (path / ".zmetadata").exists()
     assert xr.open_zarr(path)["result"].dims == ("lat", "lon")
+
+
+def test_results_store_in_s3(catalog, stack, settings):
+    from blocks.results_store import ResultsStore
+    from flows.platform import save_local_blocks
+    from proxima import s3
+
+    region = stack.region("us-east-1")
+    client = s3.client(region)
+    s3.ensure_bucket(client, "proxima-results", region.name)
+    save_local_blocks()
+    ResultsStore(bucket="proxima-results", prefix="runs/", s3_endpoint=region.s3_endpoint).save(
+        "proxima-results", overwrite=True
+    )
+    try:
+        summary = cross_region_analysis(
+            AnalysisRequest.model_validate(
+                {"selection": {**BASE, "bbox": PACIFIC}, "over": "both", "output_name": "s3-check"}
+            )
+        )
+    finally:
+        save_local_blocks()
+    assert summary["result_uri"] == "s3://proxima-results/runs/s3-check.nc"
+    body = client.get_object(Bucket="proxima-results", Key="runs/s3-check.nc")["Body"].read()
+    assert body == Path(summary["result_path"]).read_bytes()

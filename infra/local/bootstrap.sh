@@ -16,6 +16,8 @@ python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The UI test drives Debian's Chromium (Playwright never downloads a browser here).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The CDK app (infra/aws) synthesizes through jsii, which runs on Node.js.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing ${missing[*]}"

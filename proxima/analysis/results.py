@@ -77,6 +77,36 @@ def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Pa
     return final
 
 
+def upload(path: Path, bucket: str, prefix: str, endpoint: str | None = None) -> str:
+    """Copy a written result to S3 (each object PUT is atomic); return its URI.
+
+    A Zarr store is uploaded file by file with its consolidated metadata last, so a
+    reader never sees metadata that points at missing chunks.
+    """
+    import boto3
+
+    from proxima.s3 import LOCAL_CREDENTIALS, _is_local
+
+    session = (
+        boto3.session.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
+        )
+        if _is_local(endpoint)
+        else boto3.session.Session()
+    )
+    client = session.client("s3", endpoint_url=endpoint)
+    key = f"{prefix.rstrip('/')}/{path.name}".lstrip("/")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files.sort(key=lambda p: p.name == ".zmetadata")
+        for file in files:
+            client.upload_file(str(file), bucket, f"{key}/{file.relative_to(path).as_posix()}")
+    else:
+        client.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
 def plot_png(da: xr.DataArray, title: str) -> bytes:
     """A PNG of the result: a map, a series or a bar per group."""
     import matplotlib
