@@ -1,41 +1,31 @@
-"""What a scientist without Proxima would do: pull the assets from each region's S3
+"""What a scientist without Proxima does: copy the assets from each region's S3
 endpoint to the client and reduce them there. Used by the locality benchmark and test.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from pathlib import Path
 
-import s3fs
 import xarray as xr
 
 from proxima import s3
-from proxima.analysis.kernels import EmptySelection, KernelSpec, partial, subset
+from proxima.analysis.kernels import AssetRef, KernelSpec, partial, regional_array
 from proxima.config import RegionConfig
 
 
 def pull_partial(region: RegionConfig, spec: KernelSpec) -> xr.Dataset:
-    """Read the region's selected assets over S3 and compute the same partial aggregates
-    on the client (dask's threaded scheduler). Only NetCDF assets are supported.
+    """Download every selected asset of the region whole (one GET per object), then
+    compute the same partial aggregates on the client. NetCDF assets only.
     """
-    fs = s3fs.S3FileSystem(**s3.storage_options(region))
-    pieces = []
-    handles: list[Any] = []
-    try:
+    client = s3.client(region)
+    with tempfile.TemporaryDirectory(prefix="proxima-pull-") as tmp:
+        local = []
         for asset in spec.assets:
             bucket, key = asset.path.split("/", 1)
-            handle = fs.open(f"{bucket}/{key}", "rb", block_size=8 * 2**20)
-            handles.append(handle)
-            ds = xr.open_dataset(handle, engine="h5netcdf", chunks={})
-            da = ds[spec.variable]
-            tdim = next(d for d in da.dims if d not in ("lat", "lon"))
-            da = subset(da.rename({tdim: "time"}).transpose("time", "lat", "lon"), spec)
-            if da.sizes["time"]:
-                pieces.append(da)
-        if not pieces:
-            raise EmptySelection("nothing selected")
-        da = xr.concat(pieces, dim="time", coords="minimal", compat="override", join="override")
-        return partial(da.sortby("time"), spec.over, spec.group_by).compute(scheduler="threads")
-    finally:
-        for handle in handles:
-            handle.close()
+            target = Path(tmp) / asset.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, key, str(target))
+            local.append(AssetRef(path=asset.path, format=asset.format, size=asset.size))
+        da = regional_array(tmp, spec.model_copy(update={"assets": local}))
+        return partial(da, spec.over, spec.group_by).compute(scheduler="threads")
