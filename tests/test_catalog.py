@@ -261,3 +261,17 @@ def test_bulk_retries_injected_errors_and_loses_nothing(stack, status):
 def test_generation_is_seeded(stack):
     ds = stack.region("us-east-1").dataset("era5")
     assert datagen.estimate_bytes(ds) == sum(24 * d * 19 * 36 * 4 * 2 for d in (31, 29))
+
+
+def test_older_extraction_never_overwrites_newer(stack, os_client):
+    """Two refreshes of one region racing: the write with the older file mtime loses."""
+    index = opensearch.new_index_name("race-test")
+    opensearch.create_index(os_client, index)
+    newer = {"id": "a1", "region": "r", "path": "x.nc", "size": 2, "mtime_ns": 2_000}
+    older = {"id": "a1", "region": "r", "path": "x.nc", "size": 1, "mtime_ns": 1_000}
+    assert opensearch.bulk(os_client, refresh.index_actions(index, [newer])).ok == 1
+    report = opensearch.bulk(os_client, refresh.index_actions(index, [older]))
+    assert report.ok == 1 and not report.errors  # a 409 here is the guard working
+    doc = os_client.get(index=index, id="a1")
+    assert doc["_source"]["size"] == 2 and doc["_version"] == 2_000
+    os_client.indices.delete(index=index)
