@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 
-from proxima import datagen, opensearch, repository, s3  # noqa: E402
+from proxima import datagen, opensearch, repository  # noqa: E402
 from proxima.analysis.kernels import combine, compute_partial, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
@@ -41,17 +41,9 @@ REQUEST = {
 
 def ensure_data(settings, config) -> None:
     for region in config.regions:
-        client = s3.client(region)
         for ds in region.datasets:
-            if ds.name != "era5":
-                continue
-            try:
-                present = client.list_objects_v2(Bucket=ds.bucket, MaxKeys=1)["KeyCount"]
-            except client.exceptions.NoSuchBucket:
-                present = 0
-            if not present:
-                print(f"  generating {region.name}/{ds.name}", flush=True)
-                datagen.generate(region, ds)
+            if ds.name == "era5" and datagen.ensure_generated(region, ds):
+                print(f"  generated {region.name}/{ds.name}", flush=True)
         repository.import_region(region, settings.region_root(region.name))
 
 

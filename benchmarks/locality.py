@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import print_machine  # noqa: E402
 
-from proxima import datagen, opensearch, s3, testbed  # noqa: E402
+from proxima import datagen, opensearch, testbed  # noqa: E402
 from proxima.analysis.kernels import combine, compute_partial, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
@@ -102,15 +102,9 @@ def main() -> None:
         testbed.up(config, rate_mbit=10000)  # fast links while setting up
         manager.up(settings, config, progress=lambda m: print(f"  stack: {m}", flush=True))
         for region in config.regions:
-            client = s3.client(region)
             for ds in region.datasets:
-                try:
-                    present = client.list_objects_v2(Bucket=ds.bucket, MaxKeys=1)["KeyCount"]
-                except client.exceptions.NoSuchBucket:
-                    present = 0
-                if not present:
-                    print(f"  generating {region.name}/{ds.name}", flush=True)
-                    datagen.generate(region, ds)
+                if datagen.ensure_generated(region, ds):
+                    print(f"  generated {region.name}/{ds.name}", flush=True)
         out = subprocess.run(
             [sys.executable, "-m", "proxima.cli", "catalog", "refresh"],
             env=env,

@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from proxima import datagen, s3
+from proxima import datagen
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import ProximaError
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
@@ -57,16 +57,11 @@ def _prefect(args: list[str], config: StackConfig, settings: ProximaSettings) ->
 
 def _generate(config: StackConfig, say: Say) -> None:
     for region in config.regions:
-        client = s3.client(region)
         for dataset in region.datasets:
-            try:
-                present = client.list_objects_v2(Bucket=dataset.bucket, MaxKeys=1)["KeyCount"]
-            except client.exceptions.NoSuchBucket:
-                present = 0
-            if present:
+            rep = datagen.ensure_generated(region, dataset)
+            if rep is None:
                 say(f"  {region.name}/{dataset.name}: already in s3://{dataset.bucket}")
                 continue
-            rep = datagen.generate(region, dataset)
             say(
                 f"  {region.name}/{dataset.name}: {rep.objects} objects, "
                 f"{rep.bytes_written / 2**20:.1f} MiB into s3://{dataset.bucket}"

@@ -13,6 +13,7 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
 from pydantic import BaseModel, Field, SecretStr
 
+from proxima.catalog.model import FACET_KEYS
 from proxima.errors import ProximaError
 
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -59,21 +60,7 @@ MAPPING: dict[str, Any] = {
         "extent": {"type": "geo_shape"},
         "lon_convention": {"type": "keyword"},
         "lat_descending": {"type": "boolean"},
-        "facets": {
-            "properties": {
-                k: {"type": "keyword"}
-                for k in (
-                    "activity_id",
-                    "institution_id",
-                    "source_id",
-                    "experiment_id",
-                    "member_id",
-                    "table_id",
-                    "grid_label",
-                    "version",
-                )
-            }
-        },
+        "facets": {"properties": {k: {"type": "keyword"} for k in FACET_KEYS}},
         "attributes_text": {"type": "text"},
         "quarantined": {"type": "boolean"},
         "error_class": {"type": "keyword"},

@@ -18,17 +18,19 @@ def _is_local(endpoint: str | None) -> bool:
     return bool(endpoint) and "amazonaws.com" not in str(endpoint)
 
 
-def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
-    """A boto3 S3 client bound to the region's data-repository endpoint."""
-    session = (
-        boto3.session.Session(
+def session(endpoint: str | None) -> boto3.session.Session:
+    """A boto3 session for ``endpoint``: fixed keys for a local one, the AWS chain else."""
+    if _is_local(endpoint):
+        return boto3.session.Session(
             aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
         )
-        if _is_local(region.s3_endpoint)
-        else boto3.session.Session()
-    )
-    return session.client(
+    return boto3.session.Session()
+
+
+def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
+    """A boto3 S3 client bound to the region's data-repository endpoint."""
+    return session(region.s3_endpoint).client(
         "s3",
         region_name=region.name,
         endpoint_url=region.s3_endpoint,

@@ -71,17 +71,11 @@ def stack(settings: ProximaSettings, config: StackConfig) -> Iterator[StackConfi
 @pytest.fixture(scope="session")
 def data(stack: StackConfig, settings: ProximaSettings) -> StackConfig:
     """Every dataset of the test configuration generated (seed 42) and imported."""
-    from proxima import datagen, repository, s3
+    from proxima import datagen, repository
 
     for region in stack.regions:
-        client = s3.client(region)
         for dataset in region.datasets:
-            try:
-                present = client.list_objects_v2(Bucket=dataset.bucket, MaxKeys=1)["KeyCount"]
-            except client.exceptions.NoSuchBucket:
-                present = 0
-            if not present:  # moto keeps objects in memory: regenerate after a restart
-                datagen.generate(region, dataset, seed=SEED)
+            datagen.ensure_generated(region, dataset, seed=SEED)
     for region in stack.regions:
         repository.import_region(region, settings.region_root(region.name))
     return stack

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxima.catalog.geo import normalize_bbox
-from proxima.catalog.model import FACET_KEYS
+from proxima.catalog.model import FACET_KEYS, check_facets
 
 Reduction = Literal["mean", "min", "max", "sum", "std", "count"]
 Over = Literal["time", "space", "both"]
@@ -61,10 +61,7 @@ class Selection(BaseModel):
     @field_validator("facets")
     @classmethod
     def _facets(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(FACET_KEYS))
-        if unknown:
-            raise ValueError(f"unknown facet(s) {unknown}; allowed: {list(FACET_KEYS)}")
-        return value
+        return check_facets(value)
 
     @model_validator(mode="after")
     def _dates(self) -> Selection:

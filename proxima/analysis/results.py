@@ -83,19 +83,9 @@ def upload(path: Path, bucket: str, prefix: str, endpoint: str | None = None) ->
     A Zarr store is uploaded file by file with its consolidated metadata last, so a
     reader never sees metadata that points at missing chunks.
     """
-    import boto3
+    from proxima import s3
 
-    from proxima.s3 import LOCAL_CREDENTIALS, _is_local
-
-    session = (
-        boto3.session.Session(
-            aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
-        )
-        if _is_local(endpoint)
-        else boto3.session.Session()
-    )
-    client = session.client("s3", endpoint_url=endpoint)
+    client = s3.session(endpoint).client("s3", endpoint_url=endpoint)
     key = f"{prefix.rstrip('/')}/{path.name}".lstrip("/")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())

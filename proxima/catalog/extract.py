@@ -107,6 +107,27 @@ def _finish(asset: Asset, coords: dict[str, tuple[dict[str, Any], np.ndarray]]) 
     return asset
 
 
+def _variable(
+    name: str,
+    attrs: dict[str, Any],
+    dims: tuple[str, ...],
+    shape: list[int],
+    dtype: np.dtype,
+    chunks: list[int] | None,
+) -> Variable:
+    return Variable(
+        name=name,
+        standard_name=attrs.get("standard_name"),
+        long_name=attrs.get("long_name"),
+        units=attrs.get("units"),
+        dims=list(dims),
+        shape=shape,
+        dtype=str(dtype),
+        chunks=chunks,
+        nbytes=int(np.prod(shape)) * dtype.itemsize,
+    )
+
+
 def _is_coord(name: str, dims: tuple[str, ...]) -> bool:
     return len(dims) == 1 and dims[0] == name
 
@@ -123,18 +144,9 @@ def _netcdf(path: Path, asset: Asset) -> Asset:
             if _is_coord(name, dims):
                 coords[name] = (vattrs, np.asarray(var[:]))
             elif len(dims) >= 2 and not name.endswith("_bounds") and not name.endswith("_bnds"):
+                chunks = list(var.chunks) if var.chunks else None
                 asset.variables.append(
-                    Variable(
-                        name=name,
-                        standard_name=vattrs.get("standard_name"),
-                        long_name=vattrs.get("long_name"),
-                        units=vattrs.get("units"),
-                        dims=list(dims),
-                        shape=list(var.shape),
-                        dtype=str(var.dtype),
-                        chunks=list(var.chunks) if var.chunks else None,
-                        nbytes=int(np.prod(var.shape)) * var.dtype.itemsize,
-                    )
+                    _variable(name, vattrs, dims, list(var.shape), var.dtype, chunks)
                 )
     asset.attributes_text = _text(attrs)
     return _finish(asset, coords)
@@ -164,18 +176,14 @@ def _zarr(path: Path, asset: Asset) -> Asset:
                 raise ValueError(f"coordinate {name} has missing chunks (fill value {fill})")
             coords[name] = (vattrs, values)
         elif len(dims) >= 2:
-            dtype = np.dtype(zarray["dtype"])
             asset.variables.append(
-                Variable(
-                    name=name,
-                    standard_name=vattrs.get("standard_name"),
-                    long_name=vattrs.get("long_name"),
-                    units=vattrs.get("units"),
-                    dims=list(dims),
-                    shape=list(zarray["shape"]),
-                    dtype=str(dtype),
-                    chunks=list(zarray["chunks"]),
-                    nbytes=int(np.prod(zarray["shape"])) * dtype.itemsize,
+                _variable(
+                    name,
+                    vattrs,
+                    dims,
+                    list(zarray["shape"]),
+                    np.dtype(zarray["dtype"]),
+                    list(zarray["chunks"]),
                 )
             )
     asset.facets = {k: str(attrs[k]) for k in FACET_KEYS if k in attrs}

@@ -21,6 +21,14 @@ FACET_KEYS = (
 )
 
 
+def check_facets(value: dict[str, str]) -> dict[str, str]:
+    """Refuse facet names outside FACET_KEYS, listing the allowed ones."""
+    unknown = sorted(set(value) - set(FACET_KEYS))
+    if unknown:
+        raise ValueError(f"unknown facet(s) {unknown}; allowed: {list(FACET_KEYS)}")
+    return value
+
+
 def asset_id(region: str, path: str) -> str:
     """Stable document id: a hash of region and path (re-sends are idempotent)."""
     return hashlib.sha256(f"{region}\x00{path}".encode()).hexdigest()[:32]

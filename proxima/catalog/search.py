@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from proxima import opensearch
 from proxima.catalog.geo import envelope, normalize_bbox
-from proxima.catalog.model import FACET_KEYS
+from proxima.catalog.model import FACET_KEYS, check_facets
 
 
 class CatalogQuery(BaseModel):
@@ -47,10 +47,7 @@ class CatalogQuery(BaseModel):
     @field_validator("facets")
     @classmethod
     def _facets(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(FACET_KEYS))
-        if unknown:
-            raise ValueError(f"unknown facet(s) {unknown}; allowed: {list(FACET_KEYS)}")
-        return value
+        return check_facets(value)
 
     @model_validator(mode="after")
     def _order(self) -> CatalogQuery:

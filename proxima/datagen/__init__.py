@@ -93,6 +93,24 @@ def _upload_tree(client: Any, bucket: str, root: Path, prefix: str) -> int:
     return written
 
 
+def ensure_generated(
+    region: RegionConfig, dataset: DatasetConfig, *, seed: int = 42
+) -> GenerateReport | None:
+    """Generate ``dataset`` unless its bucket already holds objects.
+
+    moto keeps objects in memory, so a restarted endpoint is empty again.
+
+    Returns:
+        The generation report, or None when the data was already there.
+    """
+    client = s3.client(region)
+    try:
+        present = client.list_objects_v2(Bucket=dataset.bucket, MaxKeys=1)["KeyCount"]
+    except client.exceptions.NoSuchBucket:
+        present = 0
+    return None if present else generate(region, dataset, seed=seed)
+
+
 def generate(
     region: RegionConfig,
     dataset: DatasetConfig,
