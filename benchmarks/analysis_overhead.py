@@ -76,7 +76,10 @@ def main() -> None:
 
         def one(name):
             region = platform.region(name)
-            with Client(region.scheduler_address, set_as_default=False) as client:
+            security = region.dask_security()
+            with Client(
+                region.scheduler_address, security=security, set_as_default=False
+            ) as client:
                 return compute_partial(region.root, specs[name], client)
 
         t0 = time.perf_counter()

@@ -37,6 +37,7 @@ from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 from proxima.baselines import pull_partial  # noqa: E402
 from proxima.config import load_stack_config  # noqa: E402
+from proxima.platform import from_stack  # noqa: E402
 from proxima.settings import ProximaSettings  # noqa: E402
 from proxima.stack import manager  # noqa: E402
 
@@ -153,8 +154,11 @@ def main() -> None:
         from distributed import Client
 
         def plain(name):
-            region = config.region(name)
-            with Client(region.scheduler_address, set_as_default=False) as client:
+            region = from_stack(config, settings).region(name)
+            security = region.dask_security()
+            with Client(
+                region.scheduler_address, security=security, set_as_default=False
+            ) as client:
                 return compute_partial(str(settings.region_root(name)), specs[name], client)[0]
 
         before, t0 = testbed.counters(config), time.perf_counter()

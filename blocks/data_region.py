@@ -62,9 +62,13 @@ class DataRegion(Block):
         default=None, description="Credentials for S3 and FSx in this region."
     )
     tls_ca_file: str | None = Field(
-        default=None, description="CA certificate for tls:// Dask connections across regions."
+        default=None,
+        description="CA certificate (PEM text or a path) for tls:// Dask connections; "
+        "when set, the client certificate and key are required too.",
     )
-    tls_client_cert: str | None = Field(default=None, description="Client certificate (PEM).")
+    tls_client_cert: str | None = Field(
+        default=None, description="Client certificate (PEM text or a path)."
+    )
     tls_client_key: SecretStr | None = Field(
-        default=None, description="Client private key (PEM) for Dask TLS."
+        default=None, description="Client private key (PEM text or a path) for Dask TLS."
     )

@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import get_dask_client
 
 from flows.platform import load_platform
-from flows.runners import regional_runner
+from flows.runners import cluster_client_kwargs, regional_runner
 from proxima import opensearch, repository
 from proxima.catalog import refresh
 from proxima.catalog.extract import extract
@@ -54,7 +54,7 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
     """Read headers of new and changed assets in parallel on the region's workers."""
     if not todo:
         return []
-    with get_dask_client() as client:
+    with get_dask_client(**cluster_client_kwargs()) as client:
         futures = client.map(
             extract,
             [region.root] * len(todo),

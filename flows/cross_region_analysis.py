@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import get_dask_client
 
 from flows.platform import load_platform
-from flows.runners import regional_runner
+from flows.runners import cluster_client_kwargs, regional_runner
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.kernels import KernelSpec, combine, compute_partial
@@ -46,7 +46,7 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
 
     worker = distributed.get_worker()
     started = time.perf_counter()
-    with get_dask_client() as client:
+    with get_dask_client(**cluster_client_kwargs()) as client:
         distributed.secede()  # free this worker thread for the chunks we are about to submit
         try:
             agg, bytes_read = compute_partial(region.root, spec, client)

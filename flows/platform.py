@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from pydantic import SecretStr
 
 from blocks.data_region import DataRegion
 from blocks.opensearch_catalog import OpenSearchCatalog
 from blocks.results_store import ResultsStore
 from proxima.config import DatasetConfig, RegionConfig
+from proxima.dask_tls import DaskTls
+from proxima.errors import ConfigurationError
 from proxima.opensearch import CatalogConnection
 from proxima.platform import Platform, Region, from_stack
 
@@ -30,8 +34,17 @@ def _region_names() -> list[str]:
 
 def region_from_block(block: DataRegion) -> Region:
     """A Region from its block document."""
+    tls = None
+    if block.tls_ca_file:
+        if not (block.tls_client_cert and block.tls_client_key):
+            raise ConfigurationError(
+                f"DataRegion {block.region}: tls_ca_file is set, so tls_client_cert and "
+                "tls_client_key are required too (the scheduler refuses clients without them)"
+            )
+        tls = DaskTls(ca=block.tls_ca_file, cert=block.tls_client_cert, key=block.tls_client_key)
     config = RegionConfig(
         name=block.region,
+        tls=tls is not None,
         scheduler_url=block.scheduler_address,
         s3_url=block.s3_endpoint or "aws",
         datasets=[DatasetConfig.model_validate(d) for d in block.datasets],
@@ -42,6 +55,7 @@ def region_from_block(block: DataRegion) -> Region:
         scheduler_address=config.scheduler_address if block.scheduler_address else None,
         cluster_spec=block.cluster_spec,
         dashboard_url=block.dashboard_url,
+        tls=tls,
         root=block.mount,
         config=config,
     )
@@ -84,6 +98,15 @@ def load_platform() -> Platform:
     )
 
 
+def _pem(tls: DaskTls) -> dict[str, Any]:
+    """Block fields holding the PEM text itself: a deployment needs no local files."""
+    return {
+        "tls_ca_file": Path(tls.ca).read_text(),
+        "tls_client_cert": Path(tls.cert).read_text(),
+        "tls_client_key": SecretStr(Path(tls.key.get_secret_value()).read_text()),
+    }
+
+
 def save_local_blocks(platform: Platform | None = None) -> list[str]:
     """Register the block types and save the local stack's block documents.
 
@@ -96,6 +119,7 @@ def save_local_blocks(platform: Platform | None = None) -> list[str]:
     saved = []
     for region in platform.regions:
         cfg = region.config
+        tls = _pem(region.tls) if region.tls else {}
         DataRegion(
             region=region.name,
             scheduler_address=region.scheduler_address,
@@ -105,6 +129,7 @@ def save_local_blocks(platform: Platform | None = None) -> list[str]:
             s3_endpoint=cfg.s3_endpoint,
             datasets=[d.model_dump() for d in cfg.datasets],
             fsx_file_system_id=cfg.fsx_file_system_id,
+            **tls,
         ).save(region.name, overwrite=True)
         saved.append(region.name)
     OpenSearchCatalog(hosts=[platform.opensearch_endpoint], alias=platform.catalog_alias).save(

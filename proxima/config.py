@@ -115,6 +115,11 @@ class RegionConfig(_Strict):
     s3_url: str | None = Field(
         default=None, description="A remote S3 endpoint (overrides s3_port); 'aws' for AWS's own."
     )
+    tls: bool = Field(
+        default=False,
+        description="Dask over mutual TLS only: the scheduler and workers refuse peers "
+        "without a certificate from the stack's CA.",
+    )
     workers: int = Field(default=1, ge=1, le=16)
     threads_per_worker: int = Field(default=2, ge=1, le=32)
     memory_limit: str = Field(default="2GiB")
@@ -128,7 +133,8 @@ class RegionConfig(_Strict):
     @property
     def scheduler_address(self) -> str:
         """The Dask scheduler's address."""
-        return self.scheduler_url or f"tcp://{self.host}:{self.scheduler_port}"
+        scheme = "tls" if self.tls else "tcp"
+        return self.scheduler_url or f"{scheme}://{self.host}:{self.scheduler_port}"
 
     @property
     def dashboard_url(self) -> str:

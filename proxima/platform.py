@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distributed.security import Security
 from pydantic import BaseModel, Field
 
 from proxima.config import DatasetConfig, RegionConfig, StackConfig, load_stack_config
+from proxima.dask_tls import DaskTls, TlsFiles
 from proxima.errors import ConfigurationError
 from proxima.opensearch import CatalogConnection
 from proxima.settings import ProximaSettings, get_settings
@@ -26,6 +28,9 @@ class Region(BaseModel):
         default=None, description="A dask-cloudprovider ECSCluster spec (DaskClusterSpec)."
     )
     dashboard_url: str | None = None
+    tls: DaskTls | None = Field(
+        default=None, description="Client credentials when the scheduler is TLS-only."
+    )
     root: str = Field(description="The region's file-system mount (FSx for Lustre).")
     config: RegionConfig
 
@@ -33,6 +38,10 @@ class Region(BaseModel):
     def datasets(self) -> list[DatasetConfig]:
         """Datasets held in the region."""
         return self.config.datasets
+
+    def dask_security(self) -> Security | None:
+        """What a client needs to connect to the region's scheduler (None: plain TCP)."""
+        return self.tls.security() if self.tls else None
 
 
 class Platform(BaseModel):
@@ -83,6 +92,7 @@ def from_stack(
                 name=r.name,
                 scheduler_address=r.scheduler_address,
                 dashboard_url=r.dashboard_url,
+                tls=TlsFiles(directory=settings.tls_dir).client() if r.tls else None,
                 root=str(settings.region_root(r.name)),
                 config=r,
             )

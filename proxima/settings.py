@@ -63,6 +63,11 @@ class ProximaSettings(BaseSettings):
         """The JSON record of the running stack (PIDs, URLs, configuration hash)."""
         return self.state_dir / "stack.json"
 
+    @property
+    def tls_dir(self) -> Path:
+        """The stack's Dask certificate authority and certificates."""
+        return self.state_dir / "tls"
+
     def region_root(self, region: str) -> Path:
         """The directory that plays the region's FSx for Lustre file system."""
         return self.state_dir / "fsx" / region

@@ -8,7 +8,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect_dask import DaskTaskRunner
+
+from flows.runners import regional_runner
+from proxima.platform import Region, from_stack
 
 
 @task
@@ -30,15 +32,15 @@ def regional(tag: str) -> list[dict]:
 
 
 @task
-def run_in(region: str, address: str) -> list[dict]:
-    return regional.with_options(
-        name=f"wiring-{region}", task_runner=DaskTaskRunner(address=address)
-    )(region)
+def run_in(region: Region) -> list[dict]:
+    return regional.with_options(name=f"wiring-{region.name}", task_runner=regional_runner(region))(
+        region.name
+    )
 
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
-def parent(addresses: dict[str, str]) -> dict:
-    futures = {r: run_in.submit(r, a) for r, a in addresses.items()}
+def parent(regions: list[Region]) -> dict:
+    futures = {r.name: run_in.submit(r) for r in regions}
     return {
         "run_id": str(get_run_context().flow_run.id),
         "results": {r: f.result() for r, f in futures.items()},
@@ -46,8 +48,7 @@ def parent(addresses: dict[str, str]) -> dict:
 
 
 def test_subflows_run_on_their_own_regions_and_are_recorded(stack):
-    addresses = {r.name: r.scheduler_address for r in stack.regions}
-    out = parent(addresses)
+    out = parent(from_stack().regions)
     for region, rows in out["results"].items():
         assert len(rows) == 3
         assert {r["worker_region"] for r in rows} == {region}

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from proxima import dask_tls
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import StackError
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
@@ -60,8 +61,9 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-# Long-lived processes that import project code (Dask pickles tasks by reference).
-CODE_BOUND = ("-dask-workers", "prefect-worker")
+# Long-lived processes that import project code (Dask pickles tasks by reference;
+# the scheduler unpickles graphs too, so it keeps the code it first imported).
+CODE_BOUND = ("-dask-scheduler", "-dask-workers", "prefect-worker")
 
 
 def _ensure_work_pool(config: StackConfig) -> None:
@@ -148,6 +150,9 @@ def up(
             progress(f"restarting {name}: the project code changed")
             processes.stop(running.pop(name))
     services = build_services(config, settings)
+    tls_members = {f"{r.name}-cluster": [r.host, "localhost"] for r in config.regions if r.tls}
+    if tls_members:
+        dask_tls.ensure_certificates(settings.tls_dir, tls_members)
     # Preflight before anything starts: nothing half-up on a predictable failure.
     if any(s.name == "opensearch" for s in services) and "opensearch" not in running:
         opensearch_node.java_major(settings.java)

@@ -7,10 +7,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from proxima.config import RegionConfig, StackConfig
+from proxima.dask_tls import TlsFiles
 from proxima.settings import PROJECT_ROOT, ProximaSettings
 from proxima.stack import opensearch_node
 
@@ -51,12 +53,12 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def dask_workers(address: str, timeout: float = 3.0) -> list[dict]:
+def dask_workers(address: str, timeout: float = 3.0, security: Any = None) -> list[dict]:
     """The workers a Dask scheduler knows (empty if it does not answer)."""
     from distributed import Client
 
     try:
-        with Client(address, timeout=timeout) as client:
+        with Client(address, timeout=timeout, security=security) as client:
             return list(client.scheduler_info(n_workers=-1)["workers"].values())
     except OSError:
         return []
@@ -100,6 +102,27 @@ def _region_services(
     # Testbed: the region's processes run inside its network namespace.
     ns = ["ip", "netns", "exec", region.netns] if region.netns else []
     expected = region.workers
+    tls = TlsFiles(directory=settings.tls_dir)
+    member = f"{region.name}-cluster"
+
+    def tls_args(role: str) -> list[str]:
+        if not region.tls:
+            return []
+        extra = ["--protocol", "tls"] if role == "scheduler" else []
+        return [
+            *extra,
+            "--tls-ca-file",
+            str(tls.ca),
+            "--tls-cert",
+            str(tls.cert(member)),
+            "--tls-key",
+            str(tls.key(member)),
+        ]
+
+    def workers_up() -> bool:
+        security = tls.client().security() if region.tls else None
+        return len(dask_workers(region.scheduler_address, security=security)) >= expected
+
     return [
         Service(
             name=f"{region.name}-s3",
@@ -130,6 +153,7 @@ def _region_services(
                 str(region.scheduler_port),
                 "--dashboard-address",
                 f"{region.host}:{region.dashboard_port}",
+                *tls_args("scheduler"),
             ],
             healthy=lambda: http_ok(f"http://{region.host}:{region.dashboard_port}/health"),
             env=env,
@@ -158,8 +182,9 @@ def _region_services(
                 "--no-dashboard",
                 "--local-directory",
                 str(settings.state_dir / "dask" / region.name),
+                *tls_args("worker"),
             ],
-            healthy=lambda: len(dask_workers(region.scheduler_address)) >= expected,
+            healthy=workers_up,
             env=env,
             after=[scheduler],
             region=region.name,
