@@ -116,3 +116,24 @@ def deployed(catalog, stack, settings):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return stack
+
+
+FIGURES = ROOT / "test-artifacts" / "reliability-figures.json"
+
+
+@pytest.fixture
+def observe(request):
+    """Record an observed figure of a fault-injection test in
+    test-artifacts/reliability-figures.json (what docs/reliability.md reports)."""
+    import json
+
+    def record(**figures):
+        FIGURES.parent.mkdir(exist_ok=True)
+        try:
+            data = json.loads(FIGURES.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            data = {}
+        data[request.node.nodeid] = {**data.get(request.node.nodeid, {}), **figures}
+        FIGURES.write_text(json.dumps(data, indent=2, default=str))
+
+    return record

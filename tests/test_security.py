@@ -37,10 +37,12 @@ def test_tls_region_refuses_a_handshake_without_a_client_certificate(stack, sett
     host, port = _host_port(region.scheduler_address or "")
     context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.pem"))
     context.check_hostname = False  # the server is trusted; what matters is our missing cert
-    with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
-        with socket.create_connection((host, port), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                tls.recv(1)  # TLS 1.3: the server's refusal arrives as an alert on first read
+    with (
+        pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"),
+        socket.create_connection((host, port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.recv(1)  # TLS 1.3: the server's refusal arrives as an alert on first read
 
 
 def test_tls_region_refuses_clients_from_another_ca_or_in_plain_tcp(stack):

@@ -96,6 +96,27 @@ def test_regions_are_separate_hosts_behind_their_links(bed):
         assert ns != os.readlink("/proc/self/ns/net")
 
 
+def test_links_carry_dask_only_over_mutual_tls(bed):
+    from distributed import Client
+    from distributed.security import Security
+
+    from proxima.platform import from_stack
+
+    settings, config, _ = bed
+    for region in from_stack(config, settings).regions:
+        address = region.scheduler_address or ""
+        assert address.startswith("tls://"), address
+        with Client(address, security=region.dask_security(), timeout=10) as client:
+            assert client.scheduler_info()["workers"]
+        for security in (None, Security.temporary()):  # no certificate; a stranger's
+            with pytest.raises((OSError, TimeoutError)):
+                Client(
+                    address.replace("tls://", "tcp://") if security is None else address,
+                    security=security,
+                    timeout=5,
+                )
+
+
 def test_proxima_moves_result_sized_bytes_and_50x_less_than_pulling(bed, tmp_path):
     _settings, config, env = bed
     request_file = tmp_path / "request.json"
