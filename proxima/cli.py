@@ -340,6 +340,18 @@ def analyze(
     request_file: str = typer.Argument(..., help="An AnalysisRequest as JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
     as_json: bool = typer.Option(False, "--json"),
+    submit: bool = typer.Option(
+        False,
+        "--submit",
+        help="Submit to the cross-region-analysis deployment (run by the work pool) "
+        "instead of running here.",
+    ),
+    idempotency_key: str | None = typer.Option(
+        None,
+        "--idempotency-key",
+        help="With --submit: submitting the same key again returns the first run.",
+    ),
+    wait: bool = typer.Option(False, "--wait", help="With --submit: wait for the run to end."),
 ) -> None:
     """Run the cross-region analysis flow on REQUEST.json and print its summary."""
     from pathlib import Path
@@ -354,6 +366,11 @@ def analyze(
         if dry_run:
             raw["dry_run"] = True
         request = AnalysisRequest.model_validate(raw)
+        if submit:
+            _submit(request, idempotency_key, wait, as_json)
+            return
+        if idempotency_key:
+            raise ProximaError("--idempotency-key needs --submit")
         with _prefect_client_settings():
             out = cross_region_analysis(request)
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
@@ -378,6 +395,24 @@ def analyze(
         )
     console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
     console.print(f"result: {out['result_path']}")
+
+
+def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
+    from flows.submit import submit_analysis
+    from proxima.config import load_stack_config
+
+    with _prefect_client_settings():
+        run = submit_analysis(request, idempotency_key=key, wait_seconds=None if wait else 0)
+    state = run.state.type.value if run.state else "UNKNOWN"
+    url = f"{load_stack_config().prefect.ui_url}/runs/flow-run/{run.id}"
+    if as_json:
+        print(
+            json.dumps({"flow_run_id": str(run.id), "name": run.name, "state": state, "url": url})
+        )
+    else:
+        console.print(f"flow run {run.name} ({run.id}): {state}\n{url}")
+    if wait and state != "COMPLETED":
+        raise typer.Exit(1)
 
 
 @testbed_app.command("up")

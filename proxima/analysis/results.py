@@ -51,13 +51,36 @@ def _interp(field: xr.DataArray, onto: xr.DataArray) -> xr.DataArray:
     return out
 
 
+def _sweep_partials(directory: Path, name: str) -> None:
+    """Remove partial writes of ``name`` left by processes that died (a crashed run);
+    a live writer's partial file is left alone.
+    """
+    for stale in directory.glob(f".partial-*-{name}"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and processes_alive(int(pid)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
+
+
+def processes_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Path:
     """Write ``result`` so that only a complete file ever has the final name."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / (
         name if name.endswith((".nc", ".zarr")) else f"{name}.{'nc' if fmt == 'netcdf' else 'zarr'}"
     )
-    tmp = directory / f".partial-{uuid.uuid4().hex}-{final.name}"
+    _sweep_partials(directory, final.name)
+    tmp = directory / f".partial-{os.getpid()}-{uuid.uuid4().hex}-{final.name}"
     try:
         if fmt == "netcdf":
             # The result is in memory; never let a process-wide distributed default

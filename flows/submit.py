@@ -1,0 +1,47 @@
+"""Submit an analysis to its deployment (what the UI's Run button and
+`prefect deployment run` do), optionally under an idempotency key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from proxima.analysis.request import AnalysisRequest
+
+ANALYSIS_DEPLOYMENT = "cross-region-analysis/cross-region-analysis"
+
+
+def submit_analysis(
+    request: AnalysisRequest,
+    idempotency_key: str | None = None,
+    wait_seconds: float | None = 0,
+    deployment: str = ANALYSIS_DEPLOYMENT,
+) -> FlowRun:
+    """Create a flow run of the analysis deployment.
+
+    The request is validated here, before anything is submitted. With an idempotency
+    key, submitting the same key again returns the existing run instead of a new one
+    (Prefect deduplicates per deployment), so a retried submission never runs twice.
+
+    Args:
+        request: The validated analysis request.
+        idempotency_key: Deduplication key (e.g. a notebook cell id or a job id).
+        wait_seconds: How long to wait for the run to finish (0: return at once,
+            None: wait until it ends).
+        deployment: ``flow-name/deployment-name``.
+
+    Returns:
+        The flow run (in its final state when waited for).
+    """
+    parameters: dict[str, Any] = {"request": request.model_dump(mode="json")}
+    run: FlowRun = run_deployment(  # type: ignore[assignment]
+        name=deployment,
+        parameters=parameters,
+        idempotency_key=idempotency_key,
+        timeout=wait_seconds,
+        as_subflow=False,
+    )
+    return run
