@@ -4,6 +4,7 @@ import → scan → diff → extract headers → index. The catalog never goes e
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +16,9 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import get_dask_client
@@ -81,7 +85,7 @@ def write_catalog(
         raise ProximaError(
             f"{len(report.errors)} catalog write(s) failed, first: {report.errors[:3]}"
         )
-    return {"ok": report.ok, "retries": report.retries}
+    return {"ok": report.ok, "retries": report.retries, "superseded": report.superseded}
 
 
 @flow(name="refresh-region", log_prints=True)
@@ -93,12 +97,13 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     imported = import_repository.submit(region).result()
     plan = scan_and_diff.submit(region, catalog, index).result()
     docs = extract_headers.submit(region, plan["todo"]).result()
-    write_catalog.submit(catalog, index, docs, plan["deleted"]).result()
+    written = write_catalog.submit(catalog, index, docs, plan["deleted"]).result()
     quarantined = [d["path"] for d in docs if d.get("quarantined")]
     return {
         "region": region.name,
         **plan["counts"],
         "quarantined": len(quarantined),
+        "superseded": written["superseded"],
         "quarantined_paths": quarantined,
         "bytes": plan["bytes"],
         "imported_bytes": imported["bytes_copied"],
@@ -145,6 +150,32 @@ def catalog_refresh(regions: list[str] | None = None, full_rebuild: bool = False
     platform = load_platform()
     selected = _select(platform, regions)
     client = opensearch.connect_catalog(platform.catalog)
+    if not full_rebuild:
+        return _refresh(platform, selected, client, full_rebuild=False)
+    # One rebuild at a time: a second one would delete the first's index as an orphan.
+    run = FlowRunContext.get()
+    owner = str(run.flow_run.id) if run and run.flow_run else f"pid {os.getpid()}"
+    with opensearch.lease(
+        client, f"{platform.catalog_alias}-rebuild", owner, is_stale=_holder_gone
+    ):
+        logger.info("holding the rebuild lease of %s", platform.catalog_alias)
+        return _refresh(platform, selected, client, full_rebuild=True)
+
+
+def _holder_gone(holder: dict[str, Any]) -> bool:
+    """Whether the flow run holding a lease has ended (crashed runs leave leases)."""
+    try:
+        with get_client(sync_client=True) as prefect:
+            state = prefect.read_flow_run(UUID(holder["owner"])).state
+    except (ValueError, ObjectNotFound):
+        return False  # not a flow run we can see: wait for the TTL
+    return bool(state and state.is_final())
+
+
+def _refresh(
+    platform: Platform, selected: list[Region], client: Any, *, full_rebuild: bool
+) -> dict[str, Any]:
+    logger = get_run_logger()
     alias = platform.catalog_alias
     current = opensearch.ensure_alias(client, alias)
     target = current

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -83,6 +84,7 @@ class BulkReport:
     ok: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     retries: int = 0
+    superseded: int = 0  # external-version conflicts: newer data was already indexed
 
 
 def connect(endpoint: str, *, timeout: float = 30.0, **kwargs: Any) -> OpenSearch:
@@ -235,6 +237,7 @@ def bulk(
                     if ok or (status == 404 and op_type == "delete") or status == 409:
                         # 409 under external versioning: newer data is already indexed
                         report.ok += 1
+                        report.superseded += status == 409
                     elif status in RETRYABLE and not last:
                         retry.append(by_id[str(op.get("_id"))])
                     else:
@@ -298,3 +301,74 @@ def scan(
             after = hits[-1]["sort"]
     finally:
         client.delete_pit(body={"pit_id": [pit]})
+
+
+LOCKS_INDEX = "proxima-locks"
+
+
+class CatalogBusy(ProximaError):
+    """Another run holds the lease (e.g. a full rebuild is already running)."""
+
+
+@contextmanager
+def lease(
+    client: OpenSearch,
+    name: str,
+    owner: str,
+    *,
+    ttl_s: float = 6 * 3600,
+    is_stale: Callable[[dict[str, Any]], bool] = lambda _: False,
+) -> Iterator[None]:
+    """Hold an exclusive lease stored as a document, created only if absent.
+
+    A lease whose holder is known to be gone (``is_stale``, e.g. its Prefect flow run
+    crashed) or whose TTL passed is taken over with optimistic concurrency control,
+    so two contenders can never both win it.
+
+    Raises:
+        CatalogBusy: A live holder has it.
+    """
+    now = time.time()
+    body = {"owner": owner, "acquired_at": now, "expires_at": now + ttl_s}
+    if not client.indices.exists(index=LOCKS_INDEX):
+        try:
+            client.indices.create(index=LOCKS_INDEX, body={"settings": SETTINGS})
+        except TransportError as exc:
+            if "resource_already_exists" not in str(exc):
+                raise
+    try:
+        made = client.index(index=LOCKS_INDEX, id=name, body=body, op_type="create", refresh=True)
+    except TransportError as exc:
+        if getattr(exc, "status_code", None) != 409:
+            raise
+        held = client.get(index=LOCKS_INDEX, id=name)
+        holder = held["_source"]
+        if holder["expires_at"] > now and not is_stale(holder):
+            since = datetime.fromtimestamp(holder["acquired_at"], UTC).isoformat(timespec="seconds")
+            raise CatalogBusy(
+                f"{name} is held by {holder['owner']} since {since}; try again when it ends"
+            ) from exc
+        try:
+            made = client.index(
+                index=LOCKS_INDEX,
+                id=name,
+                body=body,
+                if_seq_no=held["_seq_no"],
+                if_primary_term=held["_primary_term"],
+                refresh=True,
+            )
+        except TransportError as lost:
+            raise CatalogBusy(f"{name} was taken over by another run just now") from lost
+    try:
+        yield
+    finally:
+        try:
+            client.delete(
+                index=LOCKS_INDEX,
+                id=name,
+                if_seq_no=made["_seq_no"],
+                if_primary_term=made["_primary_term"],
+                refresh=True,
+            )
+        except TransportError:
+            pass  # taken over after our TTL ran out: not ours to delete

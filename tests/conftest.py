@@ -133,7 +133,7 @@ def observe(request):
             data = json.loads(FIGURES.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             data = {}
-        data[request.node.nodeid] = {**data.get(request.node.nodeid, {}), **figures}
+        data[request.node.nodeid] = figures
         FIGURES.write_text(json.dumps(data, indent=2, default=str))
 
     return record

@@ -220,6 +220,24 @@ def tree_stat(path: Path) -> tuple[int, int]:
     return size, mtime
 
 
+SCAN_ATTEMPTS = 3
+
+
+def _describe(path: Path, fmt: str, asset: Asset) -> Asset:
+    """Read the asset's header; errors become a quarantined record."""
+    try:
+        if asset.size == 0:
+            raise ValueError("zero-byte asset")
+        result = _zarr(path, asset) if fmt == "zarr" else _netcdf(path, asset)
+        if not result.variables:
+            raise ValueError("no data variables with two or more dimensions")
+    except Exception as exc:  # quarantine everything; a bad file must not stop the refresh
+        asset.variables, asset.quarantined = [], True
+        asset.error_class, asset.error_message = type(exc).__name__, str(exc)[:2000]
+        result = asset
+    return result
+
+
 def extract(
     root: str, relpath: str, region: str, dataset: str, bucket: str, etag: str | None = None
 ) -> dict[str, Any]:
@@ -239,27 +257,30 @@ def extract(
     path = inside(root, relpath)
     fmt = "zarr" if path.is_dir() else ("netcdf" if path.suffix in (".nc", ".nc4") else "unknown")
     key = relpath.split("/", 1)[1] if "/" in relpath else relpath
-    size, mtime = tree_stat(path) if path.exists() else (0, 0)
-    asset = Asset(
-        id=asset_id(region, relpath),
-        region=region,
-        dataset=dataset,
-        path=relpath,
-        uri=f"s3://{bucket}/{key.rstrip('/')}" + ("/" if fmt == "zarr" else ""),
-        format=fmt,
-        size=size,
-        mtime_ns=mtime,
-        etag=etag,
-    )
-    try:
-        if size == 0:
-            raise ValueError("zero-byte asset")
-        result = _zarr(path, asset) if fmt == "zarr" else _netcdf(path, asset)
-        if not result.variables:
-            raise ValueError("no data variables with two or more dimensions")
-    except Exception as exc:  # quarantine everything; a bad file must not stop the refresh
-        asset.variables, asset.quarantined = [], True
-        asset.error_class, asset.error_message = type(exc).__name__, str(exc)[:2000]
-        result = asset
+    for _ in range(SCAN_ATTEMPTS):
+        # The document must describe the file at the (size, mtime) it records: a file
+        # replaced while we read it is read again, so the next diff sees what we saw.
+        before = tree_stat(path) if path.exists() else (0, 0)
+        result = _describe(
+            path,
+            fmt,
+            Asset(
+                id=asset_id(region, relpath),
+                region=region,
+                dataset=dataset,
+                path=relpath,
+                uri=f"s3://{bucket}/{key.rstrip('/')}" + ("/" if fmt == "zarr" else ""),
+                format=fmt,
+                size=before[0],
+                mtime_ns=before[1],
+                etag=etag,
+            ),
+        )
+        if (tree_stat(path) if path.exists() else (0, 0)) == before:
+            break
+    else:
+        result.variables, result.quarantined = [], True
+        result.error_class = "ChangedDuringScan"
+        result.error_message = f"the asset changed during each of {SCAN_ATTEMPTS} reads"
     result.indexed_at = datetime.now(UTC)
     return result.model_dump(mode="json")
