@@ -40,11 +40,16 @@ def _testbed_settings() -> Any:
 
 def _prefect_client_settings() -> Any:
     """Point this process's Prefect client at the stack's server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from proxima.config import load_stack_config
+    from proxima.settings import get_settings
 
-    return temporary_settings({PREFECT_API_URL: load_stack_config().prefect.api_url})
+    updates: dict[Any, Any] = {PREFECT_API_URL: load_stack_config().prefect.api_url}
+    auth = get_settings().prefect_auth
+    if auth is not None:
+        updates[PREFECT_API_AUTH_STRING] = auth.get_secret_value()
+    return temporary_settings(updates)
 
 
 console = Console()

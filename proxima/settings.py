@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,11 @@ class ProximaSettings(BaseSettings):
     maven: str = Field(default="mvn", description="The Maven executable that resolves OpenSearch.")
     health_timeout_s: float = Field(
         default=180.0, gt=0, description="How long `stack up` waits for each service."
+    )
+    prefect_auth: SecretStr | None = Field(
+        default=None,
+        description="'user:password' for the local Prefect server's basic auth: the "
+        "server requires it and every client of the stack sends it.",
     )
     worker_query_seconds: float = Field(
         default=1.0, gt=0, description="Prefect worker polling interval (seconds)."

@@ -150,3 +150,34 @@ def test_one_idempotency_key_gives_one_run(deployed, tmp_path, observe):
     for run_id in (first.id, other.id):
         assert _wait(run_id, {"COMPLETED", "FAILED", "CRASHED"}).state.type.value == "COMPLETED"
     observe(submissions=3, runs_with_the_key=len(same_key))
+
+
+def test_a_run_left_pending_by_a_dead_worker_is_released_when_the_worker_restarts(
+    deployed, settings, config, observe
+):
+    from prefect.deployments import run_deployment
+    from prefect.states import Pending
+
+    from proxima.stack import manager, processes
+
+    deployment = "catalog-refresh/catalog-full-rebuild"  # concurrency 1, CANCEL_NEW
+    worker = {r.name: r for r in manager.status(settings, config)}["prefect-worker"].pid
+    processes.stop(worker or 0)  # the worker dies...
+    stuck = run_deployment(deployment, timeout=0, as_subflow=False)
+    with get_client(sync_client=True) as client:  # ...while it was submitting this run
+        accepted = client.set_flow_run_state(stuck.id, Pending())
+    assert accepted.status.value == "ACCEPT"  # it now holds the deployment's only slot
+    blocked = run_deployment(deployment, timeout=0, as_subflow=False)
+    blocked = _wait(blocked.id, {"CANCELLED", "COMPLETED"}, 30)
+    assert blocked.state.type.value == "CANCELLED", blocked.state
+
+    manager.up(settings, config)  # restarts the worker, releasing what the dead one held
+    released = _read(stuck.id)
+    assert released.state.type.value == "CRASHED", released.state
+    after = run_deployment(deployment, timeout=300, as_subflow=False)
+    assert after.state.type.value == "COMPLETED", after.state
+    observe(
+        blocked_before_restart=f"{blocked.state.name}: {blocked.state.message}",
+        stuck_after_restart=released.state.name,
+        next_run=after.state.name,
+    )

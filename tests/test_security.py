@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import pytest
 from distributed import Client
@@ -54,3 +55,171 @@ def test_tls_region_refuses_clients_from_another_ca_or_in_plain_tcp(stack):
     plain = address.replace("tls://", "tcp://")
     with pytest.raises((OSError, TimeoutError)):
         Client(plain, timeout=5, set_as_default=False)
+
+
+def test_prefect_server_basic_auth_refuses_anonymous_clients(tmp_path, observe):
+    import httpx
+    from prefect import flow
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+    from pydantic import SecretStr
+
+    from proxima.config import load_stack_config
+    from proxima.settings import PROJECT_ROOT, ProximaSettings
+    from proxima.stack import processes
+    from proxima.stack.services import build_services
+
+    auth = "analyst:c4n4ry-pr3fect-pw"
+    settings = ProximaSettings(
+        state_dir=tmp_path / "state",
+        stack_config=PROJECT_ROOT / "tests" / "stack.yaml",
+        port_offset=1700,
+        prefect_auth=SecretStr(auth),
+    )
+    config = load_stack_config(settings=settings)
+    server = next(s for s in build_services(config, settings) if s.name == "prefect-server")
+    (settings.state_dir / "prefect").mkdir(parents=True)
+    log = settings.state_dir / "prefect-server.log"
+    pid = processes.spawn(server.argv(), env=server.env, log_path=log, cwd=PROJECT_ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not server.healthy():  # /health is open to probes, like Kubernetes'
+            assert processes.alive(pid), processes.tail(log)
+            assert time.monotonic() < deadline, processes.tail(log)
+            time.sleep(0.5)
+        api = config.prefect.api_url
+        anonymous = httpx.post(f"{api}/flows/filter", json={}, timeout=10)
+        wrong = httpx.post(f"{api}/flows/filter", json={}, auth=("analyst", "guess"), timeout=10)
+        right = httpx.post(f"{api}/flows/filter", json={}, auth=tuple(auth.split(":")), timeout=10)
+        assert (anonymous.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+
+        @flow
+        def behind_auth() -> int:
+            return 42
+
+        with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
+            assert behind_auth() == 42
+        listed = httpx.post(f"{api}/flows/filter", json={}, auth=tuple(auth.split(":")))
+        assert "behind-auth" in {f["name"] for f in listed.json()}
+        observe(anonymous=anonymous.status_code, wrong=wrong.status_code, right=right.status_code)
+    finally:
+        processes.stop(pid)
+
+
+def _prefect_cli(args: list[str], stack, settings):
+    import subprocess
+
+    from proxima.settings import PROJECT_ROOT
+    from proxima.stack.services import BIN, client_env
+
+    return subprocess.run(
+        [str(BIN / "prefect"), *args],
+        env=client_env(stack, settings),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _everything_recorded_since(since) -> list[str]:
+    """Logs, artifacts, flow-run parameters and state messages on the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, LogFilter
+
+    texts: list[str] = []
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while page := client.read_logs(
+            log_filter=LogFilter(timestamp={"after_": since}), limit=200, offset=offset
+        ):
+            texts += [log.message for log in page]
+            offset += len(page)
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(start_time={"after_": since}), limit=200
+        )
+        texts += [r.model_dump_json() for r in runs]  # parameters, state messages
+        for run in runs:
+            texts += [
+                t.model_dump_json()
+                for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
+            ]
+        offset = 0
+        while artifacts := client.read_artifacts(limit=200, offset=offset):
+            texts += [a.model_dump_json() for a in artifacts]
+            offset += len(artifacts)
+    return texts
+
+
+def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, settings, observe):
+    import base64
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import httpx
+    from pydantic import SecretStr
+
+    from blocks.opensearch_catalog import OpenSearchCatalog
+    from flows.platform import CATALOG_BLOCK, save_local_blocks
+
+    password = f"c4n4ry-{uuid.uuid4().hex}"
+    tls_key_body = max(
+        (settings.tls_dir / "client-key.pem").read_text().splitlines(), key=len
+    )  # the us-west-2 block holds this key as PEM text
+    secrets = {
+        "catalog password": password,
+        "catalog basic-auth header": base64.b64encode(f"proxima:{password}".encode()).decode(),
+        "Dask TLS client key": tls_key_body,
+    }
+    since = datetime.now(UTC)
+    block = OpenSearchCatalog.load(CATALOG_BLOCK)
+    block.auth, block.username, block.password = "basic", "proxima", SecretStr(password)
+    block.save(CATALOG_BLOCK, overwrite=True)
+    request = {
+        "selection": {
+            "variable": "air_temperature",
+            "dataset": "era5",
+            "start": "2020-02-01",
+            "end": "2020-03-31",
+        },
+        "reduction": "mean",
+        "over": "both",
+        "output_name": "secrets-scan",
+    }
+    try:
+        refresh = _prefect_cli(
+            ["deployment", "run", "catalog-refresh/catalog-full-rebuild", "--watch"],
+            stack,
+            settings,
+        )
+        analysis = _prefect_cli(
+            [
+                "deployment",
+                "run",
+                "cross-region-analysis/cross-region-analysis",
+                "--params",
+                json.dumps({"request": request}),
+                "--watch",
+            ],
+            stack,
+            settings,
+        )
+        # the secrets were really in play: the server holds them and hands them out on request
+        api = stack.prefect.api_url
+        docs = httpx.post(
+            f"{api}/block_documents/filter", json={"include_secrets": True}, timeout=10
+        ).text
+        assert password in docs and tls_key_body in docs.replace("\\n", "\n")
+    finally:
+        save_local_blocks()
+    for out in (refresh, analysis):
+        assert out.returncode == 0 and "Completed" in out.stdout, out.stdout[-2000:]
+    haystacks = [refresh.stdout + refresh.stderr, analysis.stdout + analysis.stderr]
+    haystacks += _everything_recorded_since(since)
+    haystacks += [p.read_text(errors="replace") for p in settings.logs_dir.glob("*.log")]
+    result = settings.state_dir / "results" / "secrets-scan.nc"
+    haystacks.append(result.read_bytes().decode("latin-1"))
+    leaks = {what: sum(secret in text for text in haystacks) for what, secret in secrets.items()}
+    assert leaks == dict.fromkeys(secrets, 0), leaks
+    observe(texts_scanned=len(haystacks), bytes_scanned=sum(map(len, haystacks)), leaks=leaks)

@@ -17,7 +17,7 @@ from proxima.config import StackConfig, load_stack_config
 from proxima.errors import StackError
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
 from proxima.stack import opensearch_node, processes
-from proxima.stack.services import Service, build_services
+from proxima.stack.services import Service, build_services, prefect_auth
 
 Progress = Callable[[str], None]
 
@@ -66,17 +66,56 @@ def code_hash() -> str:
 CODE_BOUND = ("-dask-scheduler", "-dask-workers", "prefect-worker")
 
 
-def _ensure_work_pool(config: StackConfig) -> None:
+def _ensure_work_pool(config: StackConfig, settings: ProximaSettings) -> None:
     api, pool = config.prefect.api_url, config.prefect.work_pool
-    resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10)
+    auth = prefect_auth(settings)
+    resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10, auth=auth)
     if resp.status_code == 404:
         created = httpx.post(
-            f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10
+            f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10, auth=auth
         )
         if created.status_code not in (201, 409):
             raise StackError(f"could not create work pool {pool}: {created.text}")
     elif not resp.is_success:
         raise StackError(f"Prefect API {api} answered {resp.status_code}: {resp.text}")
+
+
+def _release_orphaned_runs(config: StackConfig, settings: ProximaSettings) -> list[str]:
+    """Crash the pool's runs left Pending by a worker that stopped while submitting them.
+
+    Called only when the stack's (only) worker is about to start, so nothing else can be
+    submitting them. Such a run holds its deployment's concurrency slot for good, and
+    with CANCEL_NEW every later run of that deployment (the hourly catalog refresh)
+    would be cancelled.
+    """
+    api, auth = config.prefect.api_url, prefect_auth(settings)
+    resp = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={
+            "flow_runs": {"state": {"type": {"any_": ["PENDING"]}}},
+            "work_pools": {"name": {"any_": [config.prefect.work_pool]}},
+        },
+        timeout=10,
+        auth=auth,
+    )
+    resp.raise_for_status()
+    released = []
+    for run in resp.json():
+        httpx.post(
+            f"{api}/flow_runs/{run['id']}/set_state",
+            json={
+                "state": {
+                    "type": "CRASHED",
+                    "name": "Crashed",
+                    "message": "its worker stopped before the run started; submit it again",
+                },
+                "force": True,
+            },
+            timeout=10,
+            auth=auth,
+        ).raise_for_status()
+        released.append(run["name"])
+    return released
 
 
 def _wait_healthy(service: Service, pid: int | None, settings: ProximaSettings) -> None:
@@ -181,7 +220,10 @@ def up(
                         by_name[dependency], records.get(dependency, {}).get("pid"), settings
                     )
             if service.name == "prefect-worker":
-                _ensure_work_pool(config)
+                _ensure_work_pool(config, settings)
+                if service.name not in running:
+                    for name in _release_orphaned_runs(config, settings):
+                        progress(f"marked flow run {name} Crashed: its worker had stopped")
             if service.name in running:
                 continue
             progress(f"starting {service.name}")

@@ -45,6 +45,14 @@ class Service:
     host: str = "127.0.0.1"
 
 
+def prefect_auth(settings: ProximaSettings) -> httpx.BasicAuth | None:
+    """Basic auth for the stack's Prefect API, when it is protected."""
+    if settings.prefect_auth is None:
+        return None
+    user, _, password = settings.prefect_auth.get_secret_value().partition(":")
+    return httpx.BasicAuth(user, password)
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """Whether ``url`` answers 2xx."""
     try:
@@ -64,10 +72,12 @@ def dask_workers(address: str, timeout: float = 3.0, security: Any = None) -> li
         return []
 
 
-def prefect_workers_online(api_url: str, pool: str) -> int:
+def prefect_workers_online(api_url: str, pool: str, auth: httpx.BasicAuth | None = None) -> int:
     """How many workers of ``pool`` the Prefect server sees as online."""
     try:
-        resp = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=3)
+        resp = httpx.post(
+            f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=3, auth=auth
+        )
         if not resp.is_success:
             return 0
         return sum(1 for w in resp.json() if w.get("status") == "ONLINE")
@@ -82,8 +92,14 @@ def client_env(config: StackConfig, settings: ProximaSettings) -> dict[str, str]
     ``PREFECT_API_URL`` each would start a throwaway server and its task runs
     would vanish from the UI.
     """
+    auth = (
+        {"PREFECT_API_AUTH_STRING": settings.prefect_auth.get_secret_value()}
+        if settings.prefect_auth
+        else {}
+    )
     return {
         **os.environ,
+        **auth,
         "PREFECT_API_URL": config.prefect.api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_HOME": str(settings.state_dir / "prefect"),
@@ -234,7 +250,12 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                     "PREFECT_UI_API_URL": pf.api_url,
                     # schedule runs promptly (default loop: 60 s)
                     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
-                },
+                }
+                | (
+                    {"PREFECT_SERVER_API_AUTH_STRING": settings.prefect_auth.get_secret_value()}
+                    if settings.prefect_auth
+                    else {}
+                ),
                 ports=[pf.port],
                 host=pf.host,
             )
@@ -257,7 +278,9 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                 "--name",
                 "proxima-local-worker",
             ],
-            healthy=lambda: prefect_workers_online(config.prefect.api_url, pool) > 0,
+            healthy=lambda: (
+                prefect_workers_online(config.prefect.api_url, pool, prefect_auth(settings)) > 0
+            ),
             env=client_env(config, settings)
             | {
                 "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_query_seconds),
