@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 VENV    := .venv/.installed
 OS_JARS := infra/local/opensearch/target/.built
 
-.PHONY: install demo up down status test lint bench clean
+.PHONY: install demo up down status test test-reliability lint bench clean
 
 $(VENV): pyproject.toml
 	bash infra/local/bootstrap.sh
@@ -33,13 +33,16 @@ status:
 test: install  ## Every test, against the real services the suite starts itself
 	$(PY) -m pytest -q -p no:cacheprovider
 
+test-reliability: install  ## Only the fault-injection and security suite (issue 9)
+	$(PY) -m pytest -q -p no:cacheprovider -m reliability
+
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-bench: install
-	$(PY) benchmarks/prefect_overhead.py
+bench: install  ## The quick benchmarks (see docs/benchmarks.md for the others)
+	cd benchmarks && ../$(PY) stack_startup.py && ../$(PY) analysis_overhead.py
 
 clean: down
 	rm -rf .state infra/local/opensearch/target

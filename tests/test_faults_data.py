@@ -1,0 +1,51 @@
+"""Data faults that need no services: a Zarr store with a missing chunk is refused,
+never read back as fill values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from proxima.analysis.kernels import AssetRef, KernelSpec, MissingChunks, compute_partial, finalize
+
+pytestmark = pytest.mark.reliability
+
+
+def _store(root):
+    values = np.arange(6 * 3 * 4, dtype="f4").reshape(6, 3, 4) + 250.0
+    ds = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), values, {"units": "K"})},
+        coords={
+            "time": pd.date_range("2020-01-01", periods=6, freq="D"),
+            "lat": [10.0, 0.0, -10.0],
+            "lon": [0.0, 10.0, 20.0, 30.0],
+        },
+    ).chunk({"time": 2})
+    path = root / "bucket" / "x.zarr"
+    ds.to_zarr(path, zarr_format=2, consolidated=True)
+    return path, values
+
+
+def _spec():
+    return KernelSpec(
+        variable="tas",
+        start_key=20200101,
+        end_key=20200131,
+        bbox=[-180, -90, 180, 90],
+        over="time",
+        assets=[AssetRef(path="bucket/x.zarr", format="zarr")],
+    )
+
+
+def test_a_zarr_store_with_a_missing_chunk_is_refused_not_read_as_fill(tmp_path):
+    path, values = _store(tmp_path)
+    agg, _ = compute_partial(str(tmp_path), _spec())
+    np.testing.assert_allclose(finalize(agg, "mean").values, values.mean(axis=0), rtol=1e-6)
+
+    (path / "tas" / "1.0.0").unlink()  # the second of three time chunks
+    silently = xr.open_zarr(path)["tas"]  # what plain Zarr does: fill values, no error
+    assert int(silently.isnull().sum()) == 2 * 3 * 4
+    with pytest.raises(MissingChunks, match=r"1 of 3 chunks are missing \(first: \['1.0.0'\]\)"):
+        compute_partial(str(tmp_path), _spec())
