@@ -58,7 +58,13 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
     """Read headers of new and changed assets in parallel on the region's workers."""
     if not todo:
         return []
+    import distributed
+
     with get_dask_client(**cluster_client_kwargs()) as client:
+        # Free this worker thread while the extractions run on the same cluster: two
+        # refreshes holding a one-worker region's two threads would otherwise wait on
+        # each other's extractions forever (seen with concurrent refreshes).
+        distributed.secede()
         futures = client.map(
             extract,
             [region.root] * len(todo),
@@ -69,7 +75,10 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
             [c["etag"] for c in todo],
             pure=False,
         )
-        docs: list[dict[str, Any]] = client.gather(futures)
+        try:
+            docs: list[dict[str, Any]] = client.gather(futures)
+        finally:
+            distributed.rejoin()
     return docs
 
 
