@@ -85,6 +85,8 @@ def _scratch(stack, bucket: str):
     region = region.model_copy(update={"datasets": [ds]})
     client = s3.client(region)
     s3.ensure_bucket(client, bucket, region.name)
+    for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):  # a reused stack
+        client.delete_object(Bucket=bucket, Key=obj["Key"])
     return region, client
 
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from proxima.analysis.kernels import AssetRef, KernelSpec, MissingChunks, compute_partial, finalize
+from proxima.analysis.kernels import AssetRef, KernelSpec, compute_partial, finalize
+from proxima.zarr_chunks import MissingChunks
 
 pytestmark = pytest.mark.reliability
 
@@ -49,3 +50,14 @@ def test_a_zarr_store_with_a_missing_chunk_is_refused_not_read_as_fill(tmp_path)
     assert int(silently.isnull().sum()) == 2 * 3 * 4
     with pytest.raises(MissingChunks, match=r"1 of 3 chunks are missing \(first: \['1.0.0'\]\)"):
         compute_partial(str(tmp_path), _spec())
+
+
+def test_a_zarr_coordinate_with_a_missing_chunk_is_quarantined_at_extraction(tmp_path):
+    from proxima.catalog.extract import extract
+
+    path, _ = _store(tmp_path)
+    healthy = extract(str(tmp_path), "bucket/x.zarr", "us-east-1", "d", "bucket")
+    assert not healthy["quarantined"] and healthy["time"]["steps"] == 6
+    (path / "time" / "0").unlink()  # the only chunk of the time coordinate
+    doc = extract(str(tmp_path), "bucket/x.zarr", "us-east-1", "d", "bucket")
+    assert doc["quarantined"] and doc["error_class"] == "MissingChunks", doc

@@ -9,10 +9,6 @@ cos(latitude) for mean and std; sum, count, min and max are unweighted.
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
-from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -21,6 +17,7 @@ from pydantic import BaseModel
 
 from proxima.catalog.geo import wrap180
 from proxima.paths import inside
+from proxima.zarr_chunks import check_chunks
 
 AGGREGATES = ("n", "sum", "sw", "swx", "swx2", "min", "max")
 SEASONS = {
@@ -63,41 +60,12 @@ class EmptySelection(ValueError):
     """The box or time range selects no grid cell or time step of an asset."""
 
 
-class MissingChunks(ValueError):
-    """A Zarr array lacks chunk objects: reading would yield fill values silently."""
-
-
-def check_zarr_chunks(store: Path, variable: str) -> None:
-    """Refuse a Zarr v2 array with missing chunks (Zarr reads them as the fill value).
-
-    Raises:
-        MissingChunks: Naming how many chunks are missing and the first few.
-    """
-    meta = json.loads((store / ".zmetadata").read_text())["metadata"]
-    zarray = meta[f"{variable}/.zarray"]
-    grid = [math.ceil(n / c) for n, c in zip(zarray["shape"], zarray["chunks"], strict=True)]
-    sep = zarray.get("dimension_separator", ".")
-    expected = {sep.join(map(str, idx)) for idx in itertools.product(*map(range, grid))}
-    base = store / variable
-    present = {
-        p.relative_to(base).as_posix().replace("/", sep)
-        for p in base.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    }
-    missing = sorted(expected - present)
-    if missing:
-        raise MissingChunks(
-            f"{store.name}/{variable}: {len(missing)} of {len(expected)} chunks are missing "
-            f"(first: {missing[:3]}); refusing to read them as fill values"
-        )
-
-
 def open_asset(root: str, asset: AssetRef, variable: str) -> xr.DataArray:
     """Open one asset lazily as (time, lat, lon), whatever its time dimension is called."""
     path = inside(root, asset.path)
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
     if asset.format == "zarr":
-        check_zarr_chunks(path, variable)
+        check_chunks(path, variable)
         ds = xr.open_zarr(path, decode_times=coder, consolidated=True)
     else:
         ds = xr.open_dataset(path, engine="h5netcdf", decode_times=coder, chunks={})

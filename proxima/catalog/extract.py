@@ -19,6 +19,7 @@ import numpy as np
 from proxima.catalog.geo import envelope, lon_extent
 from proxima.catalog.model import FACET_KEYS, Asset, TimeCoverage, Variable, asset_id
 from proxima.paths import inside
+from proxima.zarr_chunks import check_chunks
 
 _TIME_NAMES = ("time", "time0", "time1", "t")
 _LAT_NAMES = ("lat", "latitude", "y")
@@ -165,15 +166,9 @@ def _zarr(path: Path, asset: Asset) -> Asset:
         vattrs = meta.get(f"{name}/.zattrs", {})
         dims = tuple(vattrs.get("_ARRAY_DIMENSIONS", []))
         if _is_coord(name, dims):
+            check_chunks(path, name, zarray)  # a lost chunk would read as fill values
             arr = zarr.open_array(store=str(path / name), mode="r", zarr_format=2)
             values = np.asarray(arr[:])
-            fill = zarr_fill(zarray)
-            if isinstance(fill, str) and fill.lower() == "nan":
-                missing = bool(np.isnan(values).any())
-            else:
-                missing = fill is not None and bool(np.any(values == fill))
-            if missing:
-                raise ValueError(f"coordinate {name} has missing chunks (fill value {fill})")
             coords[name] = (vattrs, values)
         elif len(dims) >= 2:
             asset.variables.append(
@@ -189,11 +184,6 @@ def _zarr(path: Path, asset: Asset) -> Asset:
     asset.facets = {k: str(attrs[k]) for k in FACET_KEYS if k in attrs}
     asset.attributes_text = _text(attrs)
     return _finish(asset, coords)
-
-
-def zarr_fill(zarray: dict[str, Any]) -> Any:
-    """The fill value of a Zarr v2 array (None when unset)."""
-    return zarray.get("fill_value")
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,49 @@
+"""Zarr v2 arrays whose chunk objects are all present.
+
+Zarr returns an array's fill value for a chunk it cannot find, without an error: a
+store synced halfway, or with one object lost, reads back as plausible numbers (or
+as zeros when no fill value is set). Proxima refuses such arrays instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MissingChunks(ValueError):
+    """A Zarr array lacks chunk objects: reading would yield fill values silently."""
+
+
+def check_chunks(store: Path, variable: str, zarray: dict[str, Any] | None = None) -> None:
+    """Refuse a Zarr v2 array with missing chunks.
+
+    Args:
+        store: The Zarr store (a directory with consolidated metadata).
+        variable: The array's name.
+        zarray: Its ``.zarray`` metadata, when already read.
+
+    Raises:
+        MissingChunks: Naming how many chunks are missing and the first few.
+    """
+    if zarray is None:
+        meta = json.loads((store / ".zmetadata").read_text())["metadata"]
+        zarray = meta[f"{variable}/.zarray"]
+    grid = [math.ceil(n / c) for n, c in zip(zarray["shape"], zarray["chunks"], strict=True)]
+    sep = zarray.get("dimension_separator", ".")
+    expected = {sep.join(map(str, idx)) for idx in itertools.product(*map(range, grid))}
+    base = store / variable
+    present = {
+        p.relative_to(base).as_posix().replace("/", sep)
+        for p in base.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+    missing = sorted(expected - present)
+    if missing:
+        raise MissingChunks(
+            f"{store.name}/{variable}: {len(missing)} of {len(expected)} chunks are missing "
+            f"(first: {missing[:3]}); refusing to read them as fill values"
+        )
