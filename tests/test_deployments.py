@@ -3,10 +3,8 @@ runs from the CLI, schema rejections, and a scheduled run that completes."""
 
 import asyncio
 import json
-import subprocess
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -14,9 +12,8 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.client.schemas.schedules import IntervalSchedule
 
-from proxima.stack.services import BIN, client_env
+from tests.cli import prefect
 
-ROOT = Path(__file__).resolve().parents[1]
 REQUEST = {
     "selection": {
         "variable": "air_temperature",
@@ -30,18 +27,6 @@ REQUEST = {
     "group_by": "month",
     "output_name": "cli-run",
 }
-
-
-def prefect(args, stack, settings, timeout=300):
-    return subprocess.run(
-        [str(BIN / "prefect"), *args],
-        env=client_env(stack, settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 async def _deployment(name):

@@ -12,6 +12,7 @@ from distributed import Client
 from distributed.security import Security
 
 from proxima.platform import from_stack
+from tests.cli import prefect
 
 pytestmark = pytest.mark.reliability
 
@@ -105,23 +106,6 @@ def test_prefect_server_basic_auth_refuses_anonymous_clients(tmp_path, observe):
         processes.stop(pid)
 
 
-def _prefect_cli(args: list[str], stack, settings):
-    import subprocess
-
-    from proxima.settings import PROJECT_ROOT
-    from proxima.stack.services import BIN, client_env
-
-    return subprocess.run(
-        [str(BIN / "prefect"), *args],
-        env=client_env(stack, settings),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def _everything_recorded_since(since) -> list[str]:
     """Logs, artifacts, flow-run parameters and state messages on the Prefect server."""
     from prefect.client.orchestration import get_client
@@ -188,12 +172,12 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
         "output_name": "secrets-scan",
     }
     try:
-        refresh = _prefect_cli(
+        refresh = prefect(
             ["deployment", "run", "catalog-refresh/catalog-full-rebuild", "--watch"],
             stack,
             settings,
         )
-        analysis = _prefect_cli(
+        analysis = prefect(
             [
                 "deployment",
                 "run",
