@@ -91,8 +91,21 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
         time.sleep(0.1)
     assert _children(run.id), "the run never reached its regional subflows"
     proc.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
     crashed = _wait(run.id, {"CRASHED", "FAILED", "COMPLETED"})
     assert crashed.state.type.value == "CRASHED", crashed.state
+    # Its regional subflows died with the process: the zombie automation crashes them
+    # once their heartbeats stop (they would otherwise show Running for ever).
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        children = _children(run.id)
+        if all(c.state and c.state.is_final() for c in children):
+            break
+        time.sleep(2)
+    orphans = {c.name: c.state.type.value for c in _children(run.id) if c.state}
+    assert set(orphans.values()) <= {"CRASHED", "COMPLETED"}, orphans
+    assert "CRASHED" in orphans.values(), orphans  # at least one was mid-run
+    subflows_final_s = round(time.monotonic() - killed_at, 1)
 
     rerun = submit_analysis(request, wait_seconds=300)
     assert rerun.state.type.value == "COMPLETED", rerun.state
@@ -109,6 +122,8 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
         crashed_state=crashed.state.name,
         crashed_message=(crashed.state.message or "")[:200],
         rerun_state=rerun.state.name,
+        subflows=orphans,
+        subflows_final_after_s=subflows_final_s,
     )
 
 

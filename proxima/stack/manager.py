@@ -17,6 +17,7 @@ from proxima.config import StackConfig, load_stack_config
 from proxima.errors import StackError
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
 from proxima.stack import opensearch_node, processes
+from proxima.stack.automations import ensure_zombie_automation
 from proxima.stack.services import Service, build_services, prefect_auth
 
 Progress = Callable[[str], None]
@@ -221,6 +222,7 @@ def up(
                     )
             if service.name == "prefect-worker":
                 _ensure_work_pool(config, settings)
+                ensure_zombie_automation(config.prefect.api_url, prefect_auth(settings))
                 if service.name not in running:
                     for name in _release_orphaned_runs(config, settings):
                         progress(f"marked flow run {name} Crashed: its worker had stopped")

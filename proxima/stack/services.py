@@ -15,6 +15,7 @@ from proxima.config import RegionConfig, StackConfig
 from proxima.dask_tls import TlsFiles
 from proxima.settings import PROJECT_ROOT, ProximaSettings
 from proxima.stack import opensearch_node
+from proxima.stack.automations import HEARTBEAT_S
 
 BIN = Path(sys.executable).parent
 
@@ -102,6 +103,8 @@ def client_env(config: StackConfig, settings: ProximaSettings) -> dict[str, str]
         **auth,
         "PREFECT_API_URL": config.prefect.api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Flow runs report liveness; the stack's automation crashes silent ones.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
         "PREFECT_HOME": str(settings.state_dir / "prefect"),
         "PROXIMA_STATE_DIR": str(settings.state_dir),
         "PROXIMA_STACK_CONFIG": str(settings.stack_config),
