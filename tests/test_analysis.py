@@ -272,6 +272,7 @@ BASE = {
         ({"selection": BASE, "convert": "kg m-2 s-1->mm/day"}, "allowed for it: \\['K->degC'\\]"),
     ],
 )
+@pytest.mark.reliability
 def test_bad_requests_fail_before_any_cluster_is_touched(catalog, request_, message):
     before = _analysis_subflow_runs()
     with pytest.raises(PlanningError, match=message):
@@ -308,6 +309,7 @@ def test_result_file_is_complete_netcdf_with_provenance(catalog, settings):
     assert result.attrs["regions"] == "us-east-1"
 
 
+@pytest.mark.reliability
 def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack, settings):
     from blocks.data_region import DataRegion
     from flows.cross_region_analysis import RegionFailed

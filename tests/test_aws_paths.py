@@ -13,6 +13,7 @@ from proxima.aws_outputs import DaskClusterSpec, blocks_from_outputs
 from proxima.errors import ConfigurationError
 
 
+@pytest.mark.reliability
 def test_sigv4_requests_are_signed(stack):
     from tests.faultproxy import FaultProxy
 
@@ -32,6 +33,7 @@ def test_sigv4_requests_are_signed(stack):
     assert proxy.headers[-1]["x-amz-date"]
 
 
+@pytest.mark.reliability
 def test_basic_auth_is_sent(stack):
     from tests.faultproxy import FaultProxy
 

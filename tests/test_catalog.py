@@ -157,6 +157,7 @@ def test_incremental_refresh_follows_the_file_system(catalog, data, settings, os
         catalog_refresh(regions=[region])
 
 
+@pytest.mark.reliability
 def test_corrupt_assets_are_quarantined_not_fatal(catalog, data, settings, os_client):
     root = settings.region_root("us-east-1") / "era5-pds" / "junk"
     root.mkdir(parents=True, exist_ok=True)
@@ -191,6 +192,7 @@ def test_corrupt_assets_are_quarantined_not_fatal(catalog, data, settings, os_cl
         assert out["deleted"] == 4
 
 
+@pytest.mark.reliability
 def test_reader_never_sees_an_empty_catalog_during_a_full_rebuild(catalog, data, os_client):
     alias = data.opensearch.alias
     expected = os_client.count(index=alias)["count"]
@@ -224,6 +226,7 @@ def test_reader_never_sees_an_empty_catalog_during_a_full_rebuild(catalog, data,
     assert min(seen) == expected == max(seen)
 
 
+@pytest.mark.reliability
 def test_bulk_reports_mapping_violations_and_keeps_the_rest(stack, os_client):
     index = opensearch.new_index_name("bulk-test")
     opensearch.create_index(os_client, index)
@@ -237,6 +240,7 @@ def test_bulk_reports_mapping_violations_and_keeps_the_rest(stack, os_client):
     os_client.indices.delete(index=index)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_bulk_retries_injected_errors_and_loses_nothing(stack, status):
     from tests.faultproxy import FaultProxy
@@ -263,6 +267,7 @@ def test_generation_is_seeded(stack):
     assert datagen.estimate_bytes(ds) == sum(24 * d * 19 * 36 * 4 * 2 for d in (31, 29))
 
 
+@pytest.mark.reliability
 def test_older_extraction_never_overwrites_newer(stack, os_client):
     """Two refreshes of one region racing: the write with the older file mtime loses."""
     index = opensearch.new_index_name("race-test")

@@ -109,6 +109,7 @@ def test_import_is_idempotent_and_follows_changes(stack, tmp_path):
     assert (root / "b/new.nc").read_bytes() == b"new"
 
 
+@pytest.mark.reliability
 def test_killed_import_leaves_no_partial_file_under_a_final_name(stack, tmp_path):
     region, client = _scratch(stack, "scratch-kill")
     payload = os.urandom(200 * 2**20)

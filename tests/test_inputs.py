@@ -49,6 +49,8 @@ request = st.fixed_dictionaries(
     },
 )
 
+pytestmark = pytest.mark.reliability
+
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request)

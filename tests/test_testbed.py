@@ -96,6 +96,7 @@ def test_regions_are_separate_hosts_behind_their_links(bed):
         assert ns != os.readlink("/proc/self/ns/net")
 
 
+@pytest.mark.reliability
 def test_links_carry_dask_only_over_mutual_tls(bed):
     from distributed import Client
     from distributed.security import Security
