@@ -42,6 +42,22 @@ class KillOnTask(WorkerPlugin):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class Stall(WorkerPlugin):
+    """Hold the worker for ``seconds`` when a matching task starts, once per worker
+    process (keeps a run mid-flight long enough to kill it there).
+    """
+
+    def __init__(self, match: str, seconds: float) -> None:
+        self.match, self.seconds, self.done = match, seconds, False
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing" and self.match in str(key) and not self.done:
+            import time
+
+            self.done = True
+            time.sleep(self.seconds)
+
+
 class RecordKeys(WorkerPlugin):
     """Append every executed task key to a file (to find what to match)."""
 
@@ -52,6 +68,16 @@ class RecordKeys(WorkerPlugin):
         if finish == "executing":
             with open(self.path, "a") as f:
                 f.write(f"{key}\n")
+
+
+def region_client(name: str) -> Client:
+    """A client of the test stack's region ``name`` (with its TLS credentials)."""
+    from proxima.platform import from_stack
+
+    region = from_stack().region(name)
+    return Client(
+        region.scheduler_address, security=region.dask_security(), timeout=10, set_as_default=False
+    )
 
 
 def install(client: Client, plugin: WorkerPlugin, name: str) -> None:

@@ -12,7 +12,6 @@ from distributed import Client
 
 from flows.cross_region_analysis import RegionFailed, cross_region_analysis
 from proxima.analysis.request import AnalysisRequest
-from proxima.platform import from_stack
 from proxima.stack import manager, processes
 from tests import faults
 
@@ -30,13 +29,6 @@ REQUEST = {
     "over": "time",
     "group_by": "month",
 }
-
-
-def _client(region_name: str) -> Client:
-    region = from_stack().region(region_name)
-    return Client(
-        region.scheduler_address, security=region.dask_security(), timeout=10, set_as_default=False
-    )
 
 
 def _worker_pids(client: Client) -> set[int]:
@@ -60,7 +52,7 @@ def clean(catalog) -> xr.DataArray:
 def test_worker_sigkilled_mid_analysis_gives_the_same_answer(clean, region, tmp_path, observe):
     ledger = tmp_path / "kills"
     ledger.mkdir()
-    with _client(region) as client:
+    with faults.region_client(region) as client:
         before = _worker_pids(client)
         faults.install(client, faults.KillOnTask(CHUNK, str(ledger), times=1), "kill-once")
         try:
@@ -87,7 +79,7 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_bounded_deaths(
 ):
     ledger = tmp_path / "kills"
     ledger.mkdir()
-    with _client("us-west-2") as client:
+    with faults.region_client("us-west-2") as client:
         faults.install(client, faults.KillOnTask(CHUNK, str(ledger)), "kill-always")
         try:
             with pytest.raises(RegionFailed, match=r"region us-west-2 failed.*worker") as err:

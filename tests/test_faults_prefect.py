@@ -22,6 +22,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from flows.cross_region_analysis import cross_region_analysis
 from flows.submit import submit_analysis
 from proxima.analysis.request import AnalysisRequest
+from tests import faults
 
 pytestmark = pytest.mark.reliability
 
@@ -63,6 +64,26 @@ def _children(run_id) -> list:
         )
 
 
+def _heartbeats(api_url: str, run_id) -> int:
+    """Heartbeat events the server has received from flow run ``run_id``."""
+    import httpx
+
+    resp = httpx.post(
+        f"{api_url}/events/filter",
+        json={
+            "filter": {
+                "occurred": {"since": "2020-01-01T00:00:00Z"},
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            },
+            "limit": 50,
+        },
+        timeout=10,
+    )
+    resp.raise_for_status()
+    return len(resp.json()["events"])
+
+
 def _flow_run_process(run_id) -> psutil.Process:
     """The process the work pool's worker started for ``run_id``."""
     deadline = time.monotonic() + 60
@@ -84,27 +105,40 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     request = AnalysisRequest.model_validate({**REQUEST, "output_name": name})
     results = Path(settings.state_dir) / "results"
     (results / f"{name}.nc").unlink(missing_ok=True)
-    run = submit_analysis(request)
-    proc = _flow_run_process(run.id)
-    deadline = time.monotonic() + 60
-    while not _children(run.id) and time.monotonic() < deadline:  # mid-run: regions started
-        time.sleep(0.1)
-    assert _children(run.id), "the run never reached its regional subflows"
-    proc.send_signal(signal.SIGKILL)
+    clients = [faults.region_client(r) for r in ("us-east-1", "us-west-2")]
+    for client in clients:  # each region's first chunk read waits 20 s: the run stays mid-flight
+        faults.install(client, faults.Stall("open_dataset-getitem", 20), "stall")
+    try:
+        run = submit_analysis(request)
+        proc = _flow_run_process(run.id)
+        # Mid-run: a regional subflow is running and the server has its first heartbeat
+        # (sent at its start, asynchronously; a process killed before that one arrives
+        # leaves a subflow no automation can see).
+        deadline, beating = time.monotonic() + 90, []
+        while not beating and time.monotonic() < deadline:
+            beating = [c for c in _children(run.id) if _heartbeats(deployed.prefect.api_url, c.id)]
+            time.sleep(0.2)
+        assert beating, "no regional subflow reported a heartbeat"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        for client in clients:
+            faults.remove(client, "stall")
+            client.close()
     killed_at = time.monotonic()
     crashed = _wait(run.id, {"CRASHED", "FAILED", "COMPLETED"})
     assert crashed.state.type.value == "CRASHED", crashed.state
     # Its regional subflows died with the process: the zombie automation crashes them
     # once their heartbeats stop (they would otherwise show Running for ever).
+    watched = {c.id for c in beating}
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        children = _children(run.id)
-        if all(c.state and c.state.is_final() for c in children):
+        if all(_read(i).state.is_final() for i in watched):
             break
         time.sleep(2)
     orphans = {c.name: c.state.type.value for c in _children(run.id) if c.state}
-    assert set(orphans.values()) <= {"CRASHED", "COMPLETED"}, orphans
-    assert "CRASHED" in orphans.values(), orphans  # at least one was mid-run
+    watched_states = {_read(i).state.type.value for i in watched}
+    assert watched_states <= {"CRASHED", "COMPLETED"}, orphans
+    assert "CRASHED" in watched_states, orphans  # at least one was mid-run
     subflows_final_s = round(time.monotonic() - killed_at, 1)
 
     rerun = submit_analysis(request, wait_seconds=300)
