@@ -18,10 +18,10 @@ def regional_runner(region: Region, connect_timeout: str = "15s") -> DaskTaskRun
     its stack created (nothing else is created at run time).
     """
     if region.scheduler_address:
-        client_kwargs: dict[str, Any] = {"timeout": connect_timeout}
-        if region.tls:
-            client_kwargs["security"] = region.dask_security()
-        return DaskTaskRunner(address=region.scheduler_address, client_kwargs=client_kwargs)
+        return DaskTaskRunner(
+            address=region.scheduler_address,
+            client_kwargs={"timeout": connect_timeout, "security": region.dask_security()},
+        )
     if region.cluster_spec:
         spec = DaskClusterSpec.model_validate(region.cluster_spec)
         return DaskTaskRunner(cluster_class=ECS_CLUSTER, cluster_kwargs=spec.ecs_cluster_kwargs())

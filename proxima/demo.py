@@ -5,7 +5,6 @@ deployments exactly as a user would run them.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +15,9 @@ import xarray as xr
 from proxima import datagen
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import ProximaError
-from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
+from proxima.settings import ProximaSettings, get_settings
 from proxima.stack import manager
-from proxima.stack.services import BIN, client_env
+from proxima.stack.services import run_prefect
 
 DEMO_OUTPUT = "demo-tropical-pacific-monthly-t2m"
 DEMO_REQUEST: dict[str, Any] = {
@@ -40,14 +39,7 @@ Say = Callable[[str], None]
 
 
 def _prefect(args: list[str], config: StackConfig, settings: ProximaSettings) -> str:
-    proc = subprocess.run(
-        [str(BIN / "prefect"), *args],
-        env=client_env(config, settings),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_prefect(args, config, settings)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or "finished in state 'Failed'" in out:
         tail = "\n".join(out.strip().splitlines()[-25:])

@@ -12,7 +12,7 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.client.schemas.schedules import IntervalSchedule
 
-from tests.cli import prefect
+from proxima.stack.services import run_prefect
 
 REQUEST = {
     "selection": {
@@ -58,7 +58,7 @@ def test_deployments_schedules_and_form(deployed):
 
 
 def test_cli_run_completes_and_writes_the_result(deployed, settings):
-    out = prefect(
+    out = run_prefect(
         [
             "deployment",
             "run",
@@ -69,6 +69,7 @@ def test_cli_run_completes_and_writes_the_result(deployed, settings):
         ],
         deployed,
         settings,
+        timeout=300,
     )
     assert out.returncode == 0 and "Completed" in out.stdout, out.stdout[-3000:]
     assert (settings.state_dir / "results" / "cli-run.nc").exists()
@@ -86,7 +87,7 @@ def test_cli_run_completes_and_writes_the_result(deployed, settings):
     ],
 )
 def test_bad_cli_parameters_are_rejected_by_the_schema(deployed, settings, params, message):
-    out = prefect(
+    out = run_prefect(
         [
             "deployment",
             "run",
@@ -96,6 +97,7 @@ def test_bad_cli_parameters_are_rejected_by_the_schema(deployed, settings, param
         ],
         deployed,
         settings,
+        timeout=300,
     )
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode != 0

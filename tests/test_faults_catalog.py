@@ -198,11 +198,18 @@ def _netcdf(path: Path, start: str, steps: int) -> None:
     os.replace(tmp, path)
 
 
-def test_a_file_replaced_during_its_read_is_described_as_it_now_is(tmp_path, monkeypatch):
+@pytest.fixture
+def asset(tmp_path) -> tuple[Path, Path]:
+    """(region root, path) of a small NetCDF asset at ``bucket/a.nc``."""
     root = tmp_path / "fsx"
     (root / "bucket").mkdir(parents=True)
     path = root / "bucket" / "a.nc"
     _netcdf(path, "2020-01-01", 24)
+    return root, path
+
+
+def test_a_file_replaced_during_its_read_is_described_as_it_now_is(asset, monkeypatch):
+    root, path = asset
     real = extract_module._netcdf
     reads = []
 
@@ -221,11 +228,8 @@ def test_a_file_replaced_during_its_read_is_described_as_it_now_is(tmp_path, mon
     assert doc["mtime_ns"] == path.stat().st_mtime_ns and doc["size"] == path.stat().st_size
 
 
-def test_a_file_that_never_holds_still_is_quarantined(tmp_path, monkeypatch):
-    root = tmp_path / "fsx"
-    (root / "bucket").mkdir(parents=True)
-    path = root / "bucket" / "a.nc"
-    _netcdf(path, "2020-01-01", 24)
+def test_a_file_that_never_holds_still_is_quarantined(asset, monkeypatch):
+    root, path = asset
     real = extract_module._netcdf
 
     def always_replaced(p, asset):

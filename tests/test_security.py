@@ -12,7 +12,7 @@ from distributed import Client
 from distributed.security import Security
 
 from proxima.platform import from_stack
-from tests.cli import prefect
+from proxima.stack.services import run_prefect
 
 pytestmark = pytest.mark.reliability
 
@@ -172,12 +172,13 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
         "output_name": "secrets-scan",
     }
     try:
-        refresh = prefect(
+        refresh = run_prefect(
             ["deployment", "run", "catalog-refresh/catalog-full-rebuild", "--watch"],
             stack,
             settings,
+            timeout=300,
         )
-        analysis = prefect(
+        analysis = run_prefect(
             [
                 "deployment",
                 "run",
@@ -188,6 +189,7 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
             ],
             stack,
             settings,
+            timeout=300,
         )
         # the secrets were really in play: the server holds them and hands them out on request
         api = stack.prefect.api_url

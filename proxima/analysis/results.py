@@ -16,6 +16,7 @@ import xarray as xr
 
 from proxima.analysis.kernels import finalize
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest
+from proxima.stack import processes
 
 
 def convert(da: xr.DataArray, request: AnalysisRequest, units: str | None) -> xr.DataArray:
@@ -57,20 +58,9 @@ def _sweep_partials(directory: Path, name: str) -> None:
     """
     for stale in directory.glob(f".partial-*-{name}"):
         pid = stale.name.split("-")[1]
-        if pid.isdigit() and processes_alive(int(pid)):
+        if pid.isdigit() and processes.alive(int(pid)):
             continue
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
-
-
-def processes_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +112,23 @@ def client_env(config: StackConfig, settings: ProximaSettings) -> dict[str, str]
         "PROXIMA_PORT_OFFSET": str(settings.port_offset),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def run_prefect(
+    args: list[str], config: StackConfig, settings: ProximaSettings, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``prefect ARGS`` as a user of the stack runs it (its client environment, from
+    the project root); the caller decides what a failure means.
+    """
+    return subprocess.run(
+        [str(BIN / "prefect"), *args],
+        env=client_env(config, settings),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _region_services(
