@@ -27,7 +27,8 @@ from flows.platform import load_platform
 from flows.runners import cluster_client_kwargs, regional_runner
 from proxima import opensearch
 from proxima.analysis import results
-from proxima.analysis.kernels import KernelSpec, combine, compute_partial
+from proxima.analysis.kernels import KernelSpec, compute_partial
+from proxima.analysis.partials import combine
 from proxima.analysis.plan import Plan, PlanningError, make_plan
 from proxima.analysis.request import AnalysisRequest
 from proxima.errors import ProximaError

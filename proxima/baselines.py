@@ -10,7 +10,8 @@ from pathlib import Path
 import xarray as xr
 
 from proxima import s3
-from proxima.analysis.kernels import AssetRef, KernelSpec, partial, regional_array
+from proxima.analysis.kernels import KernelSpec, regional_array
+from proxima.analysis.partials import from_array
 from proxima.config import RegionConfig
 
 
@@ -26,6 +27,6 @@ def pull_partial(region: RegionConfig, spec: KernelSpec) -> xr.Dataset:
             target = Path(tmp) / asset.path
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, key, str(target))
-            local.append(AssetRef(path=asset.path, format=asset.format, size=asset.size))
+            local.append(asset)
         da = regional_array(tmp, spec.model_copy(update={"assets": local}))
-        return partial(da, spec.over, spec.group_by).compute(scheduler="threads")
+        return from_array(da, spec.reduction, spec.over, spec.group_by)

@@ -45,16 +45,24 @@ class KillOnTask(WorkerPlugin):
 class Stall(WorkerPlugin):
     """Hold the worker for ``seconds`` when a matching task starts, once per worker
     process (keeps a run mid-flight long enough to kill it there).
+
+    Args:
+        match: Substring of the task key.
+        seconds: How long to hold.
+        marker: A file created when the hold starts, so a test can wait for the run to
+            be mid-flight instead of sleeping and hoping.
     """
 
-    def __init__(self, match: str, seconds: float) -> None:
-        self.match, self.seconds, self.done = match, seconds, False
+    def __init__(self, match: str, seconds: float, marker: str | None = None) -> None:
+        self.match, self.seconds, self.marker, self.done = match, seconds, marker, False
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         if finish == "executing" and self.match in str(key) and not self.done:
             import time
 
             self.done = True
+            if self.marker:
+                Path(self.marker).touch()
             time.sleep(self.seconds)
 
 
@@ -78,6 +86,17 @@ def region_client(name: str) -> Client:
     return Client(
         region.scheduler_address, security=region.dask_security(), timeout=10, set_as_default=False
     )
+
+
+def wait_for(path: Path, timeout: float = 120.0) -> None:
+    """Wait until ``path`` exists (a Stall marker); fail with the reason otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.1)
 
 
 def install(client: Client, plugin: WorkerPlugin, name: str) -> None:

@@ -18,6 +18,7 @@ import xarray as xr
 
 from flows.catalog_refresh import catalog_refresh
 from proxima import opensearch
+from tests import faults
 from proxima.catalog import extract as extract_module
 from proxima.catalog import refresh
 from proxima.stack import manager, processes
@@ -59,7 +60,7 @@ def _touch_all(settings, region: str) -> int:
 
 
 def test_opensearch_killed_mid_refresh_then_rerun_loses_nothing(
-    catalog, stack, settings, config, os_client, observe
+    catalog, stack, settings, config, os_client, observe, tmp_path
 ):
     region = "us-west-2"
     before = os_client.count(index=config.opensearch.alias)["count"]
@@ -73,12 +74,21 @@ def test_opensearch_killed_mid_refresh_then_rerun_loses_nothing(
             outcome["error"] = exc
 
     node = {r.name: r for r in manager.status(settings, config)}["opensearch"].pid
-    thread = _thread(run)
-    thread.start()
-    time.sleep(1.0)  # the refresh is scanning and extracting on the region's cluster
-    os.kill(node or 0, signal.SIGKILL)
-    killed_at = time.monotonic()
-    thread.join(timeout=300)
+    # The refresh is held at its first header read, after it has read the catalog and
+    # before it writes: the node dies mid-refresh however fast or slow the machine is.
+    marker = tmp_path / "extracting"
+    dask = faults.region_client(region)
+    faults.install(dask, faults.Stall("extract", 5, str(marker)), "stall-extract")
+    try:
+        thread = _thread(run)
+        thread.start()
+        faults.wait_for(marker)
+        os.kill(node or 0, signal.SIGKILL)
+        killed_at = time.monotonic()
+        thread.join(timeout=300)
+    finally:
+        faults.remove(dask, "stall-extract")
+        dask.close()
     assert not processes.alive(node)
     assert "error" in outcome, "the refresh should fail while the catalog is down"
     manager.up(settings, config)  # restart the node on its data directory

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from proxima.analysis.kernels import AssetRef, KernelSpec, compute_partial, finalize
+from proxima.analysis.kernels import AssetRef, KernelSpec, compute_partial
+from proxima.analysis.partials import finalize
 from proxima.zarr_chunks import MissingChunks
 
 pytestmark = pytest.mark.reliability

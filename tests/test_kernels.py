@@ -1,11 +1,19 @@
-"""Pure-logic checks of partial aggregates: combining pieces equals computing on the whole."""
+"""Partial aggregates and the regional kernel, without services: pieces combined equal
+the whole, the kernel over files equals plain xarray, and only minimal partials exist."""
+
+import itertools
 
 import cftime
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
-from proxima.analysis.kernels import combine, finalize, partial
+from proxima.analysis.kernels import AssetRef, KernelSpec, blocks, compute_partial
+from proxima.analysis.partials import combine, fields, finalize, from_array
+from proxima.analysis.plan import out_bytes
+
+REDUCTIONS = ["mean", "min", "max", "sum", "std", "count"]
 
 
 def _cube(calendar: str = "standard") -> xr.DataArray:
@@ -13,55 +21,186 @@ def _cube(calendar: str = "standard") -> xr.DataArray:
     times = [cftime.datetime(2020, m, d, calendar=calendar) for m in range(1, 13) for d in (1, 15)]
     lat = np.array([60.0, 30.0, 0.0, -30.0])
     lon = np.array([0.0, 90.0, 180.0, 270.0])
-    values = 280 + 10 * rng.standard_normal((len(times), 4, 4))
+    # Near 288 K with a small spread: where Σx²/n − mean² loses about half its digits.
+    values = 288.0 + 1e-3 * rng.standard_normal((len(times), 4, 4))
     values[3, 1, 2] = np.nan
+    values[:, 3, 3] = np.nan  # a cell with no valid value at all
     return xr.DataArray(
         values, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon}
     )
 
 
 def _reference(da: xr.DataArray, reduction: str, over: str, group_by: str | None):
+    """Plain xarray: weighted by cos(lat) for mean and std over space, as documented."""
     dims = {"time": ["time"], "space": ["lat", "lon"], "both": ["time", "lat", "lon"]}[over]
-    weighted = over in ("space", "both") and reduction in ("mean", "std")
+    is_weighted = over in ("space", "both") and reduction in ("mean", "std")
+
+    def reduce(d, dims):
+        if is_weighted:
+            w = d.weighted(np.cos(np.deg2rad(d.lat)))
+            return w.mean(dims) if reduction == "mean" else w.std(dims)
+        if reduction == "count":
+            return d.count(dims).astype(float)
+        if reduction == "sum":
+            return d.sum(dims, min_count=1)
+        return getattr(d, reduction)(dims)
+
     if group_by:
         dims = ["time"] if over == "time" else ["time", "lat", "lon"]
         key = {"month": da.time.dt.month, "year": da.time.dt.year}[group_by]
-        return da.groupby(key.rename(group_by)).map(lambda g: _reduce(g, reduction, dims, weighted))
-    return _reduce(da, reduction, dims, weighted)
+        return da.groupby(key.rename(group_by)).map(lambda g: reduce(g, dims))
+    return reduce(da, dims)
 
 
-def _reduce(da, reduction, dims, weighted):
-    if weighted:
-        w = da.weighted(np.cos(np.deg2rad(da.lat)))
-        return w.mean(dims) if reduction == "mean" else w.std(dims)
-    if reduction == "count":
-        return da.count(dims).astype(float)
-    return getattr(da, reduction)(dims)
-
-
-@pytest.mark.parametrize("reduction", ["mean", "min", "max", "sum", "std", "count"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("over", ["time", "space", "both"])
 @pytest.mark.parametrize("group_by", [None, "month"])
-def test_split_then_combine_equals_whole(reduction, over, group_by):
+@pytest.mark.parametrize("missing", [True, False])
+def test_split_then_combine_equals_whole(reduction, over, group_by, missing):
     da = _cube("360_day")
+    if not missing:  # counts are then kept once per group: they must broadcast back
+        da = da.fillna(288.0)
     pieces = [da.isel(time=slice(0, 7)), da.isel(time=slice(7, 16)), da.isel(time=slice(16, None))]
-    combined = finalize(combine([partial(p, over, group_by) for p in pieces]), reduction)
+    parts = [from_array(p, reduction, over, group_by) for p in pieces]
+    combined = finalize(combine(parts), reduction)
     expected = _reference(da, reduction, over, group_by)
-    xr.testing.assert_allclose(combined.transpose(*expected.dims), expected, rtol=1e-9)
+    xr.testing.assert_allclose(combined.transpose(*expected.dims), expected, rtol=1e-12)
+    assert set(combined.dims) == set(expected.dims)
+
+
+def test_std_near_288_kelvin_keeps_its_digits():
+    da = _cube().isel(lat=[0], lon=[0])
+    exact = float(np.nanstd(da.values.astype(np.float64)))
+    halves = [from_array(da.isel(time=slice(0, 11)), "std", "time", None)]
+    halves.append(from_array(da.isel(time=slice(11, None)), "std", "time", None))
+    ours = float(finalize(combine(halves), "std").values.squeeze())
+    assert ours == pytest.approx(exact, rel=1e-9)
+    # the textbook one-pass formula loses most digits on the same numbers
+    x = da.values.reshape(-1)
+    naive = np.sqrt(max((x * x).mean() - x.mean() ** 2, 0.0))
+    assert abs(naive - exact) / exact > 1e-6
 
 
 def test_combine_is_order_independent():
     da = _cube()
-    a, b = (
-        partial(da.isel(time=slice(0, 5)), "time", None),
-        partial(da.isel(time=slice(5, None)), "time", None),
-    )
+    a = from_array(da.isel(time=slice(0, 5)), "std", "time", None)
+    b = from_array(da.isel(time=slice(5, None)), "std", "time", None)
     xr.testing.assert_allclose(finalize(combine([a, b]), "std"), finalize(combine([b, a]), "std"))
 
 
 def test_all_missing_cell_is_nan_not_zero():
     da = _cube()
-    da[:, 0, 0] = np.nan
-    out = finalize(combine([partial(da, "time", None)]), "mean")
-    assert np.isnan(out.sel(lat=60.0, lon=0.0))
-    assert finalize(combine([partial(da, "time", None)]), "count").sel(lat=60.0, lon=0.0) == 0
+    assert np.isnan(finalize(from_array(da, "mean", "time", None), "mean").sel(lat=-30, lon=270))
+    assert finalize(from_array(da, "count", "time", None), "count").sel(lat=-30, lon=270) == 0
+
+
+def test_partials_are_minimal_per_reduction():
+    da = _cube().fillna(280.0)  # nothing missing
+    mean = from_array(da, "mean", "time", "month")
+    assert set(mean.data_vars) == {"sum", "count"}
+    assert mean["sum"].dims == ("month", "lat", "lon") and mean["sum"].dtype == np.float64
+    assert mean["count"].dims == ("month",)  # once per group: no cell is missing
+    assert set(from_array(da, "mean", "space", None).data_vars) == {"wsum", "weight"}
+    assert set(from_array(da, "std", "time", None).data_vars) == {"count", "mean", "m2"}
+    assert set(from_array(da, "min", "time", None).data_vars) == {"min"}
+    assert set(from_array(da, "count", "time", None).data_vars) == {"count"}
+    with_gap = from_array(_cube(), "mean", "time", "month")
+    assert with_gap["count"].dims == ("month", "lat", "lon")  # cells differ: kept per cell
+    for reduction, over in itertools.product(REDUCTIONS, ("time", "space", "both")):
+        assert set(from_array(da, reduction, over, None).data_vars) == set(fields(reduction, over))
+
+
+def test_mean_partial_bytes_are_sum_plus_one_count_per_group():
+    """What crosses regions for monthly mean maps: the sums, a count per month, coords."""
+    import cloudpickle
+
+    lat, lon = np.linspace(90, -90, 181), np.arange(0, 360, 1.0)
+    times = pd.date_range("2020-01-01", "2020-03-31 23:00", freq="6h")
+    values = np.random.default_rng(0).normal(280, 5, (len(times), 181, 360)).astype("f4")
+    da = xr.DataArray(
+        values, dims=("time", "lat", "lon"), coords=dict(time=times, lat=lat, lon=lon)
+    )
+    part = from_array(da, "mean", "time", "month")
+    sums = 3 * 181 * 360 * 8
+    pickled = len(cloudpickle.dumps(part))
+    assert sums <= pickled <= sums + 16 * 1024
+    estimate = out_bytes("mean", "time", "month", keys=3, nlat=181, nlon=360)
+    assert abs(estimate - pickled) / pickled < 0.2
+
+
+def _era5_file(path, month: int, nan_cell: bool) -> np.ndarray:
+    """One month of hourly ERA5-like NetCDF: descending lat, 0..360 lon, day chunks."""
+    days = pd.Period(f"2020-{month:02d}").days_in_month
+    lat, lon = np.arange(90.0, -90.1, -10.0), np.arange(0.0, 360.0, 10.0)
+    rng = np.random.default_rng(month)
+    values = (288 + 5 * rng.standard_normal((24 * days, lat.size, lon.size))).astype("f4")
+    if nan_cell:
+        values[30:40, 4, 7] = np.nan
+    ds = xr.Dataset(
+        {"t2m": (("time0", "lat", "lon"), values, {"units": "K"})},
+        coords={
+            "time0": pd.date_range(f"2020-{month:02d}-01", periods=24 * days, freq="h"),
+            "lat": lat,
+            "lon": lon,
+        },
+    )
+    enc = {"t2m": {"chunksizes": (24, lat.size, lon.size), "zlib": True, "complevel": 1}}
+    ds.to_netcdf(path, engine="netcdf4", encoding=enc)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("reduction", "over", "group_by", "bbox"),
+    [
+        ("mean", "time", "month", [-180, -90, 180, 90]),
+        ("std", "time", None, [160, -30, -150, 30]),  # crosses the antimeridian
+        ("mean", "space", None, [-30, -60, 40, 60]),  # crosses 0° on a 0..360 grid
+        ("sum", "both", "month", [-180, -90, 180, 90]),
+        ("max", "space", "season", [0, 0, 90, 90]),
+        ("count", "time", "month", [-180, -90, 180, 90]),
+    ],
+)
+def test_kernel_over_files_equals_plain_xarray(tmp_path, reduction, over, group_by, bbox):
+    for month in (1, 2, 3):
+        _era5_file(tmp_path / f"2020{month:02d}.nc", month, nan_cell=month == 2)
+    assets = [
+        AssetRef(
+            path=f"2020{m:02d}.nc",
+            format="netcdf",
+            steps=24 * d,
+            nbytes=24 * d * 19 * 36 * 4,
+            time_chunk=24,
+        )
+        for m, d in ((1, 31), (2, 29), (3, 31))
+    ]
+    spec = KernelSpec(
+        variable="t2m",
+        reduction=reduction,
+        start_key=20200110,
+        end_key=20200315,
+        bbox=bbox,
+        over=over,
+        group_by=group_by,
+        assets=assets,
+    )
+    todo = blocks(spec, block_bytes=200_000)  # several tasks per file
+    assert len(todo) > len(assets)
+    agg, nbytes = compute_partial(str(tmp_path), spec)
+    ours = finalize(agg, reduction)
+
+    ds = xr.open_mfdataset(sorted(tmp_path.glob("*.nc")), engine="netcdf4").rename(time0="time")
+    da = ds["t2m"].sel(time=slice("2020-01-10", "2020-03-15")).astype("f8")
+    lon = (da.lon + 180) % 360 - 180
+    west, south, east, north = bbox
+    xmask = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+    da = da.where((da.lat >= south) & (da.lat <= north), drop=True).where(xmask, drop=True)
+    da = da.load()
+    if group_by == "season":
+        da = da.assign_coords(season=da.time.dt.season)
+        expected = da.groupby("season").max(["time", "lat", "lon"])
+    else:
+        expected = _reference(da, reduction, over, group_by)
+    if over == "space" and group_by is None:
+        ours = ours.assign_coords(time=expected.time.values)
+    xr.testing.assert_allclose(ours.transpose(*expected.dims), expected, rtol=1e-12)
+    assert nbytes == da.size * 4  # decoded float32 bytes of the selection

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from proxima import datagen, opensearch, testbed
-from proxima.analysis.kernels import combine, finalize
+from proxima.analysis.partials import combine, finalize
 from proxima.analysis.plan import make_plan
 from proxima.analysis.request import AnalysisRequest
 from proxima.baselines import pull_partial

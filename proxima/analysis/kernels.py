@@ -1,53 +1,49 @@
-"""Partial aggregates computed next to the data, and their exact combination.
+"""The regional kernel: read a region's selected data once, next to it, and fold it into
+minimal partial aggregates (see :mod:`proxima.analysis.partials`).
 
-A region returns, per output cell and group, seven numbers: the count ``n``,
-the plain ``sum``, the weight sum ``sw``, the weighted sums ``swx`` and
-``swx2``, and ``min``/``max``. Adding these across regions gives exactly what
-one computation over all the data would give. Space reductions weight cells by
-cos(latitude) for mean and std; sum, count, min and max are unweighted.
+The work is shaped by the data, not by the request's groups: one task per block of
+whole on-disk time chunks of one file (about ``BLOCK_BYTES`` decoded), each opening its
+file once, reading chunk-aligned slabs as plain numpy and folding every group inside
+the task. HDF5 decodes under one process-wide lock, so regional workers run as
+processes with one thread each.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+import itertools
+import math
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from proxima.catalog.geo import wrap180
+from proxima.analysis.partials import Accumulator, combine, step_keys
 from proxima.paths import inside
 from proxima.zarr_chunks import check_chunks
 
-AGGREGATES = ("n", "sum", "sw", "swx", "swx2", "min", "max")
-SEASONS = {
-    12: "DJF",
-    1: "DJF",
-    2: "DJF",
-    3: "MAM",
-    4: "MAM",
-    5: "MAM",
-    6: "JJA",
-    7: "JJA",
-    8: "JJA",
-    9: "SON",
-    10: "SON",
-    11: "SON",
-}
+BLOCK_BYTES = (
+    48 * 2**20
+)  # decoded bytes per task: enough to amortise a task, small enough to balance
+SLAB_BYTES = 64 * 2**20  # decoded bytes per read inside a task
 
 
 class AssetRef(BaseModel):
-    """An asset a region reads."""
+    """An asset a region reads, with what the catalog knows of its variable's layout."""
 
     path: str
     format: Literal["netcdf", "zarr", "unknown"]
     size: int = 0
+    steps: int = Field(default=0, description="Time steps of the variable (0: unknown).")
+    nbytes: int = Field(default=0, description="Decoded bytes of the variable (0: unknown).")
+    time_chunk: int = Field(default=0, description="Time steps per on-disk chunk (0: unknown).")
 
 
 class KernelSpec(BaseModel):
     """Everything a region needs to compute its partial aggregates."""
 
     variable: str
+    reduction: Literal["mean", "min", "max", "sum", "std", "count"] = "mean"
     start_key: int
     end_key: int
     bbox: list[float]
@@ -56,19 +52,27 @@ class KernelSpec(BaseModel):
     assets: list[AssetRef]
 
 
+class Block(BaseModel):
+    """One task's share: chunks ``[first, stop)`` of one of the spec's assets."""
+
+    asset: int
+    first: int = 0
+    stop: int | None = None
+
+
 class EmptySelection(ValueError):
     """The box or time range selects no grid cell or time step of an asset."""
 
 
 def open_asset(root: str, asset: AssetRef, variable: str) -> xr.DataArray:
-    """Open one asset lazily as (time, lat, lon), whatever its time dimension is called."""
+    """Open one asset lazily (no Dask) as (time, lat, lon), whatever its time is called."""
     path = inside(root, asset.path)
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
     if asset.format == "zarr":
         check_chunks(path, variable)
-        ds = xr.open_zarr(path, decode_times=coder, consolidated=True)
+        ds = xr.open_zarr(path, decode_times=coder, consolidated=True, chunks=None)
     else:
-        ds = xr.open_dataset(path, engine="h5netcdf", decode_times=coder, chunks={})
+        ds = xr.open_dataset(path, engine="netcdf4", decode_times=coder, chunks=None)
     da = ds[variable]
     tdim = next(d for d in da.dims if d not in ("lat", "lon"))
     return da.rename({tdim: "time"}).transpose("time", "lat", "lon")
@@ -78,135 +82,158 @@ def _day_keys(time: xr.DataArray) -> np.ndarray:
     return np.asarray(time.dt.year * 10000 + time.dt.month * 100 + time.dt.day)
 
 
-def subset(da: xr.DataArray, spec: KernelSpec) -> xr.DataArray:
-    """Select the time range and the box (cell centres), whatever the grid's conventions.
+def _runs(idx: np.ndarray) -> list[slice]:
+    """Contiguous runs of sorted indices as slices."""
+    cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cuts) if len(r)]
+
+
+def window(da: xr.DataArray, spec: KernelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the selected steps, rows and columns, whatever the grid's conventions.
 
     Works on descending latitudes and 0..360 longitudes alike, and on boxes that
     cross the antimeridian, by index masks instead of label slices (a reversed
     label slice on a descending axis silently selects nothing).
     """
     keys = _day_keys(da["time"])
-    t_idx = np.nonzero((keys >= spec.start_key) & (keys <= spec.end_key))[0]
+    t_idx = np.flatnonzero((keys >= spec.start_key) & (keys <= spec.end_key))
     west, south, east, north = spec.bbox
     lat = np.asarray(da["lat"], dtype=float)
-    lon = np.array([wrap180(v) for v in np.asarray(da["lon"], dtype=float)])
-    y_idx = np.nonzero((lat >= south) & (lat <= north))[0]
-    if west <= east:
-        x_mask = (lon >= west) & (lon <= east)
-    else:
-        x_mask = (lon >= west) | (lon <= east)
-    x_idx = np.nonzero(x_mask)[0]
+    lon = (np.asarray(da["lon"], dtype=float) + 180.0) % 360.0 - 180.0
+    y_idx = np.flatnonzero((lat >= south) & (lat <= north))
+    x_mask = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+    x_idx = np.flatnonzero(x_mask)
     if not len(y_idx) or not len(x_idx):
         raise EmptySelection(f"box {spec.bbox} contains no grid-cell centre of this grid")
+    return t_idx, y_idx, x_idx
+
+
+def subset(da: xr.DataArray, spec: KernelSpec) -> xr.DataArray:
+    """The selected steps and cells of ``da`` (lazy)."""
+    t_idx, y_idx, x_idx = window(da, spec)
     return da.isel(time=t_idx, lat=y_idx, lon=x_idx)
 
 
-def labels(time: xr.DataArray, group_by: str) -> np.ndarray:
-    """Group label of each time step."""
-    if group_by == "month":
-        return np.asarray(time.dt.month)
-    if group_by == "year":
-        return np.asarray(time.dt.year)
-    return np.array([SEASONS[int(m)] for m in np.asarray(time.dt.month)])
+def _read(var: xr.Variable, t: slice, y_idx: np.ndarray, x_runs: list[slice]) -> np.ndarray:
+    """One slab as float numpy: contiguous rows, one read per run of columns."""
+    y = slice(int(y_idx[0]), int(y_idx[-1]) + 1)
+    parts = [np.asarray(var[t, y, x].values) for x in x_runs]
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+    if len(y_idx) != y.stop - y.start:
+        out = out[:, y_idx - y.start]
+    return out if out.dtype.kind == "f" else out.astype("f8")
 
 
-def _aggregate(da: xr.DataArray, dims: list[str], weighted: bool) -> xr.Dataset:
-    x = da.astype("f8")
-    valid = x.notnull()
-    lat = x["lat"].astype("f8")  # float32 weights would lose precision over many cells
-    w = cast(xr.DataArray, np.cos(np.deg2rad(lat))) if weighted else xr.ones_like(lat)
-    wv = w * valid
-    return xr.Dataset(
-        {
-            "n": valid.sum(dims).astype("f8"),
-            "sum": x.sum(dims),
-            "sw": wv.sum(dims),
-            "swx": (w * x).sum(dims),
-            "swx2": (w * x * x).sum(dims),
-            "min": x.min(dims),
-            "max": x.max(dims),
-        }
-    )
+def blocks(spec: KernelSpec, block_bytes: int = BLOCK_BYTES) -> list[Block]:
+    """Split the spec's assets into tasks of whole time chunks, about ``block_bytes`` each."""
+    out = []
+    for i, asset in enumerate(spec.assets):
+        if not (asset.steps and asset.time_chunk and asset.nbytes):
+            out.append(Block(asset=i))
+            continue
+        chunks = math.ceil(asset.steps / asset.time_chunk)
+        parts = max(1, min(chunks, round(asset.nbytes / block_bytes)))
+        edges = [chunks * p // parts for p in range(parts + 1)]
+        out += [Block(asset=i, first=a, stop=b) for a, b in itertools.pairwise(edges)]
+    return out
 
 
-def partial(da: xr.DataArray, over: str, group_by: str | None) -> xr.Dataset:
-    """The lazy partial aggregates of ``da`` for the requested reduction."""
-    weighted = over in ("space", "both")
-    if group_by is None:
-        dims = {"time": ["time"], "space": ["lat", "lon"], "both": ["time", "lat", "lon"]}[over]
-        return _aggregate(da, dims, weighted)
-    dims = ["time"] if over == "time" else ["time", "lat", "lon"]
-    lab = labels(da["time"], group_by)
-    parts = []
-    for value in sorted(set(lab.tolist())):
-        part = _aggregate(da.isel(time=np.nonzero(lab == value)[0]), dims, weighted)
-        parts.append(part.expand_dims({group_by: [value]}))
-    return xr.concat(parts, dim=group_by)
+def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset | None, int]:
+    """Partial aggregates of one block, read once; (None, 0) when it holds no selected step.
+
+    Returns:
+        (the partial aggregates or None, decoded bytes of the selected data read).
+    """
+    asset = spec.assets[block.asset]
+    da = open_asset(root, asset, spec.variable)
+    try:
+        t_idx, y_idx, x_idx = window(da, spec)
+        chunk = int(da.encoding.get("preferred_chunks", {}).get("time") or asset.time_chunk or 24)
+        lo = block.first * chunk
+        hi = da.sizes["time"] if block.stop is None else min(block.stop * chunk, da.sizes["time"])
+        t_idx = t_idx[(t_idx >= lo) & (t_idx < hi)]
+        if not len(t_idx):
+            return None, 0
+        keys = step_keys(da["time"].isel(time=t_idx), spec.over, spec.group_by)
+        acc = Accumulator(
+            spec.reduction,
+            spec.over,
+            spec.group_by,
+            np.asarray(da["lat"])[y_idx],
+            np.asarray(da["lon"])[x_idx],
+        )
+        x_runs = _runs(x_idx)
+        cell_bytes = len(y_idx) * len(x_idx) * da.dtype.itemsize
+        per_slab = max(chunk, SLAB_BYTES // max(cell_bytes, 1) // chunk * chunk)
+        var = da.variable
+        first = 0
+        while first < len(t_idx):
+            # steps of this slab: up to ``per_slab`` steps, ending on a chunk boundary
+            edge = (int(t_idx[first]) // chunk) * chunk + per_slab
+            stop = int(np.searchsorted(t_idx, edge))
+            steps = t_idx[first:stop]
+            slab = _read(var, slice(int(steps[0]), int(steps[-1]) + 1), y_idx, x_runs)
+            if len(steps) != slab.shape[0]:
+                slab = slab[steps - steps[0]]
+            acc.add(slab, keys[first:stop])
+            first = stop
+        return acc.result(), int(len(t_idx) * cell_bytes)
+    finally:
+        da.close()
+
+
+def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr.Dataset, int]:
+    """A region's partial aggregates: one task per block on ``client`` (or here, in turn).
+
+    Returns:
+        (the small merged partial aggregates, decoded bytes of selected data read).
+
+    Raises:
+        EmptySelection: No asset has a selected time step.
+    """
+    todo = blocks(spec)
+    merged: xr.Dataset | None = None
+    total = 0
+    if client is None:
+        results = (block_partial(root, spec, b) for b in todo)
+    else:
+        from distributed import as_completed
+
+        futures = client.map(block_partial, [root] * len(todo), [spec] * len(todo), todo)
+        results = (f.result() for f in as_completed(futures))
+    for part, nbytes in results:
+        total += nbytes
+        if part is not None:
+            merged = part if merged is None else combine([merged, part])
+    if merged is None:
+        raise EmptySelection("no time step of the region's assets falls in the range")
+    return merged, total
 
 
 def regional_array(root: str, spec: KernelSpec) -> xr.DataArray:
-    """All of a region's selected data as one lazy (time, lat, lon) array."""
+    """All of a region's selected data as one (time, lat, lon) array (for references
+    and small pulls; the kernel itself never builds it).
+    """
     pieces = []
     for asset in spec.assets:
         da = subset(open_asset(root, asset, spec.variable), spec)
         if da.sizes["time"]:
-            pieces.append(da)
+            pieces.append(da.load())
     if not pieces:
         raise EmptySelection("no time step of the region's assets falls in the range")
     da = xr.concat(pieces, dim="time", coords="minimal", compat="override", join="override")
     return da.sortby("time")
 
 
-_FILL = {"n": 0.0, "sum": 0.0, "sw": 0.0, "swx": 0.0, "swx2": 0.0, "min": np.inf, "max": -np.inf}
-
-
-def combine(partials: list[xr.Dataset]) -> xr.Dataset:
-    """Add partial aggregates from several regions: exact, order-independent."""
-    if not partials:
-        raise ValueError("nothing to combine")
-    aligned = xr.align(*partials, join="outer", exclude=())
-    filled = [_fill(ds) for ds in aligned]
-    out = filled[0].copy()
-    for ds in filled[1:]:
-        for name in ("n", "sum", "sw", "swx", "swx2"):
-            out[name] = out[name] + ds[name]
-        out["min"] = np.fmin(out["min"], ds["min"])
-        out["max"] = np.fmax(out["max"], ds["max"])
-    return out
-
-
-def _fill(ds: xr.Dataset) -> xr.Dataset:
-    return xr.Dataset({k: ds[k].fillna(_FILL[k]) for k in AGGREGATES}, attrs=ds.attrs)
-
-
-def finalize(agg: xr.Dataset, reduction: str) -> xr.DataArray:
-    """The requested statistic from combined aggregates (NaN where nothing was valid)."""
-    empty = agg["n"] == 0
-    if reduction == "count":
-        return agg["n"]
-    if reduction == "sum":
-        out = agg["sum"]
-    elif reduction == "min":
-        out = agg["min"]
-    elif reduction == "max":
-        out = agg["max"]
-    else:
-        mean = agg["swx"] / agg["sw"]
-        if reduction == "mean":
-            out = mean
-        else:
-            var = (agg["swx2"] / agg["sw"] - mean * mean).clip(min=0.0)
-            out = cast(xr.DataArray, np.sqrt(var))
-    return out.where(~empty)
-
-
-def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr.Dataset, int]:
-    """Compute a region's partial aggregates (on ``client`` if given).
-
-    Returns:
-        (the small in-memory aggregates, bytes of data read).
-    """
-    da = regional_array(root, spec)
-    lazy = partial(da, spec.over, spec.group_by)
-    result = client.compute(lazy).result() if client is not None else lazy.compute()
-    return result, int(da.size * da.dtype.itemsize)
+__all__ = [
+    "AssetRef",
+    "Block",
+    "EmptySelection",
+    "KernelSpec",
+    "block_partial",
+    "blocks",
+    "compute_partial",
+    "open_asset",
+    "regional_array",
+    "subset",
+]

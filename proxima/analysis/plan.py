@@ -14,7 +14,8 @@ from typing import Any
 from opensearchpy import OpenSearch
 from pydantic import BaseModel, Field
 
-from proxima.analysis.kernels import AGGREGATES, AssetRef, KernelSpec
+from proxima.analysis.kernels import AssetRef, KernelSpec
+from proxima.analysis.partials import SEASONS, fields
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
 from proxima.catalog.search import CatalogQuery, known_variables, search
 from proxima.errors import ProximaError
@@ -156,17 +157,37 @@ def _check_one_grid(assets: list[dict[str, Any]], variable: str, sel: Selection)
     return list(next(iter(grids)))
 
 
-def _out_cells(
-    request: AnalysisRequest, grid: list[int], nlat: float, nlon: float, steps: int
+def _keys(assets: list[dict[str, Any]], sel: Selection, group_by: str | None) -> int:
+    """How many groups the assets' time steps inside the selection fall into."""
+    labels: set[Any] = set()
+    for asset in assets:
+        t = asset.get("time") or {}
+        try:
+            a0 = max(datetime.fromisoformat(t["start"].replace("Z", "+00:00")).date(), sel.start)
+            a1 = min(datetime.fromisoformat(t["end"].replace("Z", "+00:00")).date(), sel.end)
+        except (KeyError, ValueError):
+            a0, a1 = sel.start, sel.end
+        y, m = a0.year, a0.month
+        while (y, m) <= (a1.year, a1.month):
+            labels.add({"month": m, "year": y, "season": SEASONS[m]}[group_by or "month"])
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return len(labels)
+
+
+def out_bytes(
+    reduction: str, over: str, group_by: str | None, keys: int, nlat: int, nlon: int
 ) -> int:
-    groups = {"month": 12, "season": 4}.get(request.group_by or "", 0)
-    if request.group_by == "year":
-        groups = max(steps // 8760 + 2, 1)
-    if request.over == "time":
-        return max(int(nlat * nlon), 1) * max(groups, 1)
-    if request.over == "space":
-        return groups or steps
-    return max(groups, 1)
+    """Bytes of a region's pickled partial aggregates: float64 per field and output
+    value, one count per key (nothing missing), coordinates and a fixed envelope.
+    """
+    cells = nlat * nlon if over == "time" else 1
+    names = fields(reduction, over)
+    per_key = sum(
+        8 if n in ("count", "weight") and len(names) > 1 and cells > 1 else 8 * cells for n in names
+    )
+    coords = 8 * (nlat + nlon) if over == "time" else 0
+    key_coord = 110 if (over == "space" and group_by is None) else 8  # cftime objects pickle big
+    return keys * (per_key + key_coord) + coords + 3072
 
 
 def plan_selection(
@@ -224,29 +245,40 @@ def plan_selection(
         read = 0.0
         steps = 0
         fx, fy = _space_fraction(items[0], sel)
-        for asset in items:
+        refs = []
+        for asset in sorted(items, key=lambda a: a["path"]):
             var = next(v for v in asset["variables"] if v["name"] == variable)
             ft = _overlap_fraction(asset, sel)
             read += var["nbytes"] * ft * fx * fy
-            steps += int(var["shape"][0] * ft)
-        nlat, nlon = grid[0] * fy, grid[1] * fx
-        cells = _out_cells(request, grid, nlat, nlon, steps)
-        bytes_out = cells * len(AGGREGATES) * 8 + 4096
+            steps += round(var["shape"][0] * ft)
+            refs.append(
+                AssetRef(
+                    path=asset["path"],
+                    format=asset["format"],
+                    size=asset["size"],
+                    steps=var["shape"][0],
+                    nbytes=var["nbytes"],
+                    time_chunk=(var.get("chunks") or [0])[0],
+                )
+            )
+        keys = _keys(items, sel, request.group_by) if request.group_by else 1
+        if request.over == "space" and not request.group_by:
+            keys = steps
+        nlat, nlon = max(round(grid[0] * fy), 1), max(round(grid[1] * fx), 1)
+        bytes_out = out_bytes(request.reduction, request.over, request.group_by, keys, nlat, nlon)
         crosses = region != client_region
         regions.append(
             RegionPlan(
                 region=region,
                 spec=KernelSpec(
                     variable=variable,
+                    reduction=request.reduction,
                     start_key=_day_key(sel.start),
                     end_key=_day_key(sel.end),
                     bbox=sel.bbox,
                     over=request.over,
                     group_by=request.group_by,
-                    assets=[
-                        AssetRef(path=a["path"], format=a["format"], size=a["size"])
-                        for a in sorted(items, key=lambda a: a["path"])
-                    ],
+                    assets=refs,
                 ),
                 bytes_read=int(read),
                 bytes_out=bytes_out,

@@ -14,7 +14,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from proxima.analysis.kernels import finalize
+from proxima.analysis.partials import finalize
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest
 from proxima.stack import processes
 
