@@ -18,10 +18,10 @@ import xarray as xr
 
 from flows.catalog_refresh import catalog_refresh
 from proxima import opensearch
-from tests import faults
 from proxima.catalog import extract as extract_module
 from proxima.catalog import refresh
 from proxima.stack import manager, processes
+from tests import faults
 
 pytestmark = pytest.mark.reliability
 
