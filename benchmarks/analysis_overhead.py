@@ -21,7 +21,8 @@ from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 
 from proxima import datagen, opensearch, repository  # noqa: E402
-from proxima.analysis.kernels import combine, compute_partial, finalize  # noqa: E402
+from proxima.analysis.kernels import compute_partial  # noqa: E402
+from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 

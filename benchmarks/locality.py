@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import print_machine  # noqa: E402
 
 from proxima import datagen, opensearch, testbed  # noqa: E402
-from proxima.analysis.kernels import combine, compute_partial, finalize  # noqa: E402
+from proxima.analysis.kernels import compute_partial  # noqa: E402
+from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 from proxima.baselines import pull_partial  # noqa: E402

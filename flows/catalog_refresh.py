@@ -21,10 +21,9 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect_dask import get_dask_client
 
 from flows.platform import load_platform
-from flows.runners import cluster_client_kwargs, regional_runner
+from flows.runners import region_cluster, run_regional_subflow
 from proxima import opensearch, repository
 from proxima.catalog import refresh
 from proxima.catalog.extract import extract
@@ -58,13 +57,10 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
     """Read headers of new and changed assets in parallel on the region's workers."""
     if not todo:
         return []
-    import distributed
-
-    with get_dask_client(**cluster_client_kwargs()) as client:
-        # Free this worker thread while the extractions run on the same cluster: two
-        # refreshes holding a one-worker region's two threads would otherwise wait on
-        # each other's extractions forever (seen with concurrent refreshes).
-        distributed.secede()
+    # The worker thread is seceded while the extractions run on the same cluster: two
+    # refreshes holding a one-worker region's two threads would otherwise wait on each
+    # other's extractions forever (seen with concurrent refreshes).
+    with region_cluster() as client:
         futures = client.map(
             extract,
             [region.root] * len(todo),
@@ -75,10 +71,7 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
             [c["etag"] for c in todo],
             pure=False,
         )
-        try:
-            docs: list[dict[str, Any]] = client.gather(futures)
-        finally:
-            distributed.rejoin()
+        docs: list[dict[str, Any]] = client.gather(futures)
     return docs
 
 
@@ -123,12 +116,9 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
 @task(name="refresh-region-on-its-cluster")
 def run_region(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's own Dask scheduler."""
-    bound = refresh_region.with_options(
-        name=f"refresh-{region.name}",
-        task_runner=regional_runner(region),  # type: ignore[arg-type]
+    return run_regional_subflow(
+        refresh_region, region, f"refresh-{region.name}", catalog=catalog, index=index
     )
-    result: dict[str, Any] = bound(region=region, catalog=catalog, index=index)
-    return result
 
 
 def _select(platform: Platform, regions: list[str] | None) -> list[Region]:

@@ -21,10 +21,9 @@ from prefect.artifacts import (
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect_dask import get_dask_client
 
 from flows.platform import load_platform
-from flows.runners import cluster_client_kwargs, regional_runner
+from flows.runners import region_cluster, run_regional_subflow
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.kernels import KernelSpec, compute_partial
@@ -46,13 +45,9 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
     import distributed
 
     worker = distributed.get_worker()
-    started = time.perf_counter()
-    with get_dask_client(**cluster_client_kwargs()) as client:
-        distributed.secede()  # free this worker thread for the chunks we are about to submit
-        try:
-            agg, bytes_read = compute_partial(region.root, spec, client)
-        finally:
-            distributed.rejoin()
+    started, started_at = time.perf_counter(), time.time()
+    with region_cluster() as client:
+        agg, bytes_read = compute_partial(region.root, spec, client)
     return {
         "region": region.name,
         "worker": worker.name,
@@ -60,6 +55,7 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
         "bytes_read": bytes_read,
         "bytes_returned": len(cloudpickle.dumps(agg)),
         "seconds": round(time.perf_counter() - started, 3),
+        "started_at": started_at,
         "partial": agg,
     }
 
@@ -74,12 +70,8 @@ def analyze_region(region: Region, spec: KernelSpec) -> dict[str, Any]:
 @task(name="region-subflow")
 def run_region(region: Region, spec: KernelSpec, role: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's scheduler."""
-    bound = analyze_region.with_options(
-        name=f"analyze-{region.name}",
-        task_runner=regional_runner(region),  # type: ignore[arg-type]
-    )
     try:
-        out: dict[str, Any] = bound(region=region, spec=spec)
+        out = run_regional_subflow(analyze_region, region, f"analyze-{region.name}", spec=spec)
     except Exception as exc:
         raise RegionFailed(f"region {region.name} failed: {type(exc).__name__}: {exc}") from exc
     return {"role": role, **out}
@@ -190,6 +182,7 @@ def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
                 "bytes_read",
                 "bytes_returned",
                 "seconds",
+                "started_at",
             )
         }
         for d in sorted(done, key=lambda d: (d["role"], d["region"]))

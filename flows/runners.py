@@ -1,10 +1,15 @@
-"""The Dask task runner a regional subflow is bound to."""
+"""Running work on a region's own cluster: the task runner a regional subflow is bound
+to, the subflow call itself, and the client a task uses to fan out on that cluster.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from prefect_dask import DaskTaskRunner
+from prefect import Flow
+from prefect_dask import DaskTaskRunner, get_dask_client
 
 from proxima.aws_outputs import DaskClusterSpec
 from proxima.errors import ConfigurationError
@@ -51,3 +56,27 @@ def cluster_client_kwargs() -> dict[str, Any]:
         tls_client_key=own["key"],
     )
     return {"security": security}
+
+
+R = TypeVar("R")
+
+
+def run_regional_subflow(flow: Flow[..., R], region: Region, name: str, **parameters: Any) -> R:
+    """Call ``flow`` as a subflow named ``name``, bound to ``region``'s scheduler."""
+    bound = flow.with_options(name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
+    return bound(region=region, **parameters)
+
+
+@contextmanager
+def region_cluster() -> Iterator[Any]:
+    """A client of this task's own regional cluster, with the worker thread seceded so
+    the work it submits can run beside it (and never deadlock a small region).
+    """
+    import distributed
+
+    with get_dask_client(**cluster_client_kwargs()) as client:
+        distributed.secede()
+        try:
+            yield client
+        finally:
+            distributed.rejoin()

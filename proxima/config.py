@@ -33,6 +33,12 @@ class PrefectService(_Strict):
     host: str = Field(default="127.0.0.1", description="Address the local server listens on.")
     url: str | None = Field(default=None, description="Use this API URL instead of starting one.")
     work_pool: str = Field(default="proxima-local", description="The process work pool.")
+    database: Literal["postgresql", "sqlite"] = Field(
+        default="postgresql",
+        description="The local server's database. SQLite answers concurrent writes with "
+        "503s that cost the client a 2 s back-off; PostgreSQL does not.",
+    )
+    db_port: int = Field(default=5432, ge=1, le=65535, description="Port of its PostgreSQL.")
 
     @property
     def api_url(self) -> str:
@@ -210,6 +216,7 @@ def _shift_ports(config: StackConfig, offset: int) -> StackConfig:
         return config
     raw = config.model_dump()
     raw["prefect"]["port"] += offset
+    raw["prefect"]["db_port"] += offset
     raw["opensearch"]["port"] += offset
     raw["opensearch"]["transport_port"] += offset
     for region in raw["regions"]:

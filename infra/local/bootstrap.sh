@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks for the local stack: Java 17+ (OpenSearch),
-# Maven (resolves OpenSearch from Maven Central), Python venv support. Idempotent.
+# Maven (resolves OpenSearch from Maven Central), Python venv support, PostgreSQL (the
+# Prefect server's database). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,8 @@ java_ok || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The Prefect server's database (SQLite stalls concurrent runs on its write lock).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 # The UI test drives Debian's Chromium (Playwright never downloads a browser here).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The CDK app (infra/aws) synthesizes through jsii, which runs on Node.js.

@@ -199,8 +199,10 @@ def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr
     else:
         from distributed import as_completed
 
-        futures = client.map(block_partial, [root] * len(todo), [spec] * len(todo), todo)
-        results = (f.result() for f in as_completed(futures))
+        futures = client.map(
+            block_partial, [root] * len(todo), [spec] * len(todo), todo, pure=False
+        )
+        results = (f.result() for f in as_completed(futures, loop=client.loop))
     for part, nbytes in results:
         total += nbytes
         if part is not None:

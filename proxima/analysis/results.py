@@ -123,7 +123,19 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
     if "lat" in data.dims and "lon" in data.dims:
         if extra:
             data = data.isel({d: 0 for d in extra})
-        data.sortby("lat").plot(ax=ax)  # type: ignore[call-arg]
+        data = data.sortby("lat")
+        lon, lat = np.asarray(data["lon"], dtype=float), np.asarray(data["lat"], dtype=float)
+        # imshow: a regular grid drawn as one image (pcolormesh took 0.25 s at 1°)
+        image = ax.imshow(
+            np.asarray(data.values, dtype=float),
+            origin="lower",
+            aspect="auto",
+            extent=(lon.min(), lon.max(), lat.min(), lat.max()),
+            interpolation="nearest",
+        )
+        fig.colorbar(image, ax=ax, label=str(data.attrs.get("units", "")))
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
     elif data.ndim == 1:
         dim = data.dims[0]
         xs = [str(v) for v in np.asarray(data[dim].values)]

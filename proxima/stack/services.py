@@ -15,7 +15,7 @@ import httpx
 from proxima.config import RegionConfig, StackConfig
 from proxima.dask_tls import TlsFiles
 from proxima.settings import PROJECT_ROOT, ProximaSettings
-from proxima.stack import opensearch_node
+from proxima.stack import opensearch_node, postgres
 from proxima.stack.automations import HEARTBEAT_S
 
 BIN = Path(sys.executable).parent
@@ -249,6 +249,21 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
     if not config.prefect.url:
         pf = config.prefect
         prefect_home = settings.state_dir / "prefect"
+        database = f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
+        if pf.database == "postgresql":
+            database = postgres.url(pf.host, pf.db_port)
+            services.append(
+                Service(
+                    name="prefect-db",
+                    url=f"postgresql://{pf.host}:{pf.db_port}",
+                    argv=lambda: postgres.argv(
+                        settings.state_dir / "postgres", pf.host, pf.db_port
+                    ),
+                    healthy=lambda: postgres.ready(pf.host, pf.db_port),
+                    ports=[pf.db_port],
+                    host=pf.host,
+                )
+            )
         services.append(
             Service(
                 name="prefect-server",
@@ -265,9 +280,7 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                 healthy=lambda: http_ok(f"{pf.api_url}/health"),
                 env=client_env(config, settings)
                 | {
-                    "PREFECT_API_DATABASE_CONNECTION_URL": (
-                        f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
-                    ),
+                    "PREFECT_API_DATABASE_CONNECTION_URL": database,
                     "PREFECT_UI_API_URL": pf.api_url,
                     # schedule runs promptly (default loop: 60 s)
                     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
@@ -279,6 +292,7 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                 ),
                 ports=[pf.port],
                 host=pf.host,
+                after=["prefect-db"] if pf.database == "postgresql" else [],
             )
         )
     for region in config.regions:
