@@ -1,20 +1,32 @@
-"""The locality benchmark on the testbed (needs root): the same analysis three ways.
+"""The locality benchmark on the testbed (needs root): the same analysis three ways, over
+a sweep of input sizes and link rates.
 
-(a) Proxima: regional subflows next to the data, partial aggregates cross the links.
-(b) pull-to-client: the client reads the assets from each region's S3 endpoint across
-    the links and reduces them itself, as a user without Proxima would.
-(c) plain Dask on the regional clusters, without Prefect.
+(a) Proxima: ``proxima analyze`` (a new process, as a user runs it): regional subflows
+    next to the data, partial aggregates cross the links.
+(b) pull-to-client: the client downloads the assets from each region's S3 endpoint
+    across the links (regions in parallel) and reduces them itself with the same kernel.
+(c) plain Dask on the regional clusters with the same kernel, without Prefect.
 
-For each: wall time and bytes across each link in each direction (kernel counters),
-and a check that the three results are equal. Prints the machine and a markdown
-table; writes benchmarks/results/locality.json and .md.
+Data: hourly 1° ERA5-like NetCDF, us-east-1 holding 2020-01..06 and us-west-2
+2021-01..06. A request over ``m`` months per region spans the year boundary
+(2020-(7-m) .. 2021-m), so both regions always share the work: m = 1, 2, 3, 6 gives
+about 0.38, 0.75, 1.13 and 2.27 GB decoded. Sweep: every size at 100 Mbit/s, and
+25 / 100 / 400 Mbit/s at 1.13 GB; the default point is 1.13 GB at 100 Mbit/s.
 
-Usage: .venv/bin/python benchmarks/locality.py [--rate 100] [--resolution 1.0] [--months 3]
+For each run: wall time and bytes across each link in each direction (kernel
+counters), and a check that the three answers are equal. Prints the machine, a table
+and a model fitted to the measurements (fixed cost + decoded bytes / throughput for
+(a); fixed cost + bytes moved / link rate + decode for (b)) extrapolated to 100 GB and
+1 TB. Writes benchmarks/results/locality.json (``rows``: the default point), .md and
+locality.png (wall time against input size).
+
+Usage: sudo .venv/bin/python benchmarks/locality.py [--quick] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import subprocess
@@ -23,7 +35,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,69 +51,250 @@ from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 from proxima.baselines import pull_partial  # noqa: E402
-from proxima.config import load_stack_config  # noqa: E402
+from proxima.config import StackConfig, load_stack_config  # noqa: E402
 from proxima.platform import from_stack  # noqa: E402
 from proxima.settings import ProximaSettings  # noqa: E402
 from proxima.stack import manager  # noqa: E402
 
+STATE = ROOT / ".state" / "testbed-bench"
+DEFAULT = (3, 100.0)  # months per region, Mbit/s
+STRATEGIES = ("(a) Proxima", "(b) pull-to-client", "(c) plain Dask, regional")
 
-def _config_file(resolution: float, months: int, state: Path) -> Path:
+
+def _config_file(resolution: float) -> Path:
     raw = yaml.safe_load((ROOT / "deployments" / "testbed" / "stack.yaml").read_text())
-    for i, region in enumerate(raw["regions"]):
-        first = 1 + i * months
+    for region, year in zip(raw["regions"], (2020, 2021), strict=True):
         for ds in region["datasets"]:
-            ds.update(
-                resolution=resolution,
-                start=f"2020-{first:02d}",
-                end=f"2020-{first + months - 1:02d}",
-            )
-    state.mkdir(parents=True, exist_ok=True)
-    path = state / "stack.yaml"
+            ds.update(resolution=resolution, start=f"{year}-01", end=f"{year}-06")
+    STATE.mkdir(parents=True, exist_ok=True)
+    path = STATE / "stack.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
-def _sum(moved: dict) -> tuple[int, int]:
-    return (
-        sum(v["to_region"] for v in moved.values()),
-        sum(v["from_region"] for v in moved.values()),
-    )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=100.0, help="link Mbit/s")
-    parser.add_argument("--resolution", type=float, default=1.0)
-    parser.add_argument("--months", type=int, default=3, help="months per region")
-    parser.add_argument("--keep", action="store_true", help="leave the testbed up")
-    args = parser.parse_args()
-    info = print_machine()
-    state = ROOT / ".state" / "testbed-bench"
-    settings = ProximaSettings(
-        state_dir=state, stack_config=_config_file(args.resolution, args.months, state)
-    )
-    config = load_stack_config(settings=settings)
-    env = {
-        **os.environ,
-        "PROXIMA_STATE_DIR": str(state),
-        "PROXIMA_STACK_CONFIG": str(settings.stack_config),
-        "PROXIMA_PORT_OFFSET": "0",
-    }
-    env.pop("PREFECT_API_URL", None)
-    end_month = 2 * args.months
-    request = {
+def request_for(months: int, name: str) -> dict[str, Any]:
+    """Monthly mean maps over ``months`` months in each region."""
+    last = calendar.monthrange(2021, months)[1]
+    return {
         "selection": {
             "variable": "air_temperature",
             "dataset": "era5",
-            "start": "2020-01-01",
-            "end": f"2020-{end_month:02d}-28",
+            "start": f"2020-{7 - months:02d}-01",
+            "end": f"2021-{months:02d}-{last}",
         },
         "reduction": "mean",
         "over": "time",
         "group_by": "month",
-        "output_name": "locality-bench",
+        "output_name": name,
         "max_transfer_bytes": 2**30,
     }
+
+
+def _moved(delta: dict[str, dict[str, int]]) -> tuple[int, int]:
+    return (
+        sum(v["to_region"] for v in delta.values()),
+        sum(v["from_region"] for v in delta.values()),
+    )
+
+
+class Bench:
+    """The testbed stack and the three strategies."""
+
+    def __init__(self, settings: ProximaSettings, config: StackConfig) -> None:
+        self.settings, self.config = settings, config
+        self.env = {
+            **os.environ,
+            "PROXIMA_STATE_DIR": str(settings.state_dir),
+            "PROXIMA_STACK_CONFIG": str(settings.stack_config),
+            "PROXIMA_PORT_OFFSET": "0",
+        }
+        self.env.pop("PREFECT_API_URL", None)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "proxima.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def measured(self, fn):
+        before, t0 = testbed.counters(self.config), time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - t0
+        return out, seconds, testbed.delta(before, testbed.counters(self.config))
+
+    def proxima(self, request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        path = Path(tempfile.mkdtemp()) / "request.json"
+        path.write_text(json.dumps(request))
+        out = self.cli("analyze", str(path), "--json")
+        if out.returncode:
+            raise SystemExit(out.stderr[-3000:])
+        summary = json.loads(out.stdout)
+        import xarray as xr
+
+        with xr.open_dataset(summary["result_path"], engine="h5netcdf") as ds:
+            return ds["result"].load(), summary
+
+    def specs(self, request: dict[str, Any]) -> dict[str, Any]:
+        plan = make_plan(
+            AnalysisRequest.model_validate(request),
+            opensearch.connect(self.config.opensearch.endpoint),
+            self.config.opensearch.alias,
+            "client",
+        )
+        return {r.region: r.spec for s in plan.selections for r in s.regions}
+
+    def pull(self, specs: dict[str, Any]):
+        with ThreadPoolExecutor(len(specs)) as pool:
+            parts = list(
+                pool.map(lambda n: pull_partial(self.config.region(n), specs[n]), sorted(specs))
+            )
+        return finalize(combine(parts), "mean")
+
+    def plain(self, specs: dict[str, Any]):
+        from distributed import Client
+
+        platform = from_stack(self.config, self.settings)
+
+        def one(name: str):
+            region = platform.region(name)
+            with Client(
+                region.scheduler_address, security=region.dask_security(), set_as_default=False
+            ) as client:
+                return compute_partial(str(self.settings.region_root(name)), specs[name], client)[0]
+
+        with ThreadPoolExecutor(len(specs)) as pool:
+            parts = list(pool.map(one, sorted(specs)))
+        return finalize(combine(parts), "mean")
+
+    def point(self, months: int, rate: float) -> dict[str, Any]:
+        """The three strategies on one (size, rate) point; their answers must agree."""
+        testbed.up(self.config, rate_mbit=rate)
+        request = request_for(months, f"locality-{months}m-{rate:g}")
+        (a_result, summary), a_s, a_moved = self.measured(lambda: self.proxima(request))
+        specs = self.specs(request)
+        b_result, b_s, b_moved = self.measured(lambda: self.pull(specs))
+        c_result, c_s, c_moved = self.measured(lambda: self.plain(specs))
+        dims = a_result.dims
+        for other in (b_result, c_result):
+            np.testing.assert_allclose(a_result.values, other.transpose(*dims).values, rtol=1e-9)
+        rows = []
+        for name, secs, moved in zip(
+            STRATEGIES, (a_s, b_s, c_s), (a_moved, b_moved, c_moved), strict=True
+        ):
+            to_r, from_r = _moved(moved)
+            rows.append(
+                {
+                    "strategy": name,
+                    "seconds": round(secs, 2),
+                    "to_regions": to_r,
+                    "from_regions": from_r,
+                    "per_link": moved,
+                }
+            )
+        point = {
+            "months_per_region": months,
+            "rate_mbit": rate,
+            "decoded_bytes": summary["bytes_read"],
+            "compressed_bytes": sum(a.size for s in specs.values() for a in s.assets),
+            "bytes_returned": sum(r["bytes_returned"] for r in summary["regions"]),
+            "rows": rows,
+        }
+        print(
+            f"  {summary['bytes_read'] / 1e9:.2f} GB @ {rate:g} Mbit/s: "
+            + ", ".join(f"{r['strategy'][:3]} {r['seconds']:.1f} s" for r in rows),
+            flush=True,
+        )
+        return point
+
+
+def fit(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Least-squares models of the measurements.
+
+    (a) and (c): T = fixed + decoded / throughput (the links carry only partials).
+    (b): T = fixed + compressed / (regions × link rate) / efficiency + decoded / client decode.
+    """
+    d = np.array([p["decoded_bytes"] for p in points], dtype=float)
+    c = np.array([p["compressed_bytes"] for p in points], dtype=float)
+    link = np.array([2 * p["rate_mbit"] * 1e6 / 8 for p in points])  # bytes/s, 2 regions
+    model: dict[str, Any] = {"compression_ratio": float((c / d).mean())}
+    for i, key in ((0, "proxima"), (2, "plain_dask")):
+        t = np.array([p["rows"][i]["seconds"] for p in points])
+        (slope, fixed), *_ = np.linalg.lstsq(np.c_[d, np.ones_like(d)], t, rcond=None)
+        model[key] = {"fixed_s": float(fixed), "throughput_mb_s": float(1 / slope / 1e6)}
+    t = np.array([p["rows"][1]["seconds"] for p in points])
+    (k_link, k_dec, fixed), *_ = np.linalg.lstsq(np.c_[c / link, d, np.ones_like(d)], t, rcond=None)
+    model["pull"] = {
+        "fixed_s": float(fixed),
+        "link_efficiency": float(1 / k_link),
+        "client_decode_mb_s": float(1 / k_dec / 1e6) if k_dec > 0 else None,
+    }
+    return model
+
+
+def extrapolate(model: dict[str, Any], rate_mbit: float = 100.0) -> list[dict[str, Any]]:
+    """Predicted wall time at 100 GB and 1 TB decoded, 2 regions, ``rate_mbit`` links."""
+    out = []
+    for size in (100e9, 1e12):
+        p, pull = model["proxima"], model["pull"]
+        compressed = size * model["compression_ratio"]
+        link = 2 * rate_mbit * 1e6 / 8 * pull["link_efficiency"]
+        decode = size / (pull["client_decode_mb_s"] * 1e6) if pull["client_decode_mb_s"] else 0
+        t_pull = pull["fixed_s"] + compressed / link + decode
+        t_prox = p["fixed_s"] + size / (p["throughput_mb_s"] * 1e6)
+        out.append(
+            {
+                "decoded_gb": size / 1e9,
+                "proxima_s": t_prox,
+                "pull_s": t_pull,
+                "speedup": t_pull / t_prox,
+            }
+        )
+    return out
+
+
+def plot(points: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    by_size = sorted(
+        (p for p in points if p["rate_mbit"] == DEFAULT[1]), key=lambda p: p["decoded_bytes"]
+    )
+    by_rate = sorted(
+        (p for p in points if p["months_per_region"] == DEFAULT[0]), key=lambda p: p["rate_mbit"]
+    )
+    for i, name in enumerate(STRATEGIES):
+        xs = [p["decoded_bytes"] / 1e9 for p in by_size]
+        left.plot(xs, [p["rows"][i]["seconds"] for p in by_size], marker="o", label=name)
+        xr_ = [p["rate_mbit"] for p in by_rate]
+        right.plot(xr_, [p["rows"][i]["seconds"] for p in by_rate], marker="o", label=name)
+    left.set(xlabel="input, GB decoded", ylabel="wall s", title=f"links {DEFAULT[1]:g} Mbit/s")
+    right.set(xlabel="link rate, Mbit/s", ylabel="wall s", xscale="log", title="1.13 GB input")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--resolution", type=float, default=1.0)
+    parser.add_argument("--quick", action="store_true", help="the default point only")
+    parser.add_argument("--keep", action="store_true", help="leave the testbed up")
+    args = parser.parse_args()
+    info = print_machine()
+    settings = ProximaSettings(state_dir=STATE, stack_config=_config_file(args.resolution))
+    config = load_stack_config(settings=settings)
+    bench = Bench(settings, config)
+    grid = [DEFAULT] if args.quick else [(1, 100.0), (2, 100.0), (3, 100.0), (6, 100.0)]
+    if not args.quick:
+        grid += [(3, 25.0), (3, 400.0)]
+    points = []
     try:
         testbed.up(config, rate_mbit=10000)  # fast links while setting up
         manager.up(settings, config, progress=lambda m: print(f"  stack: {m}", flush=True))
@@ -107,121 +302,82 @@ def main() -> None:
             for ds in region.datasets:
                 if datagen.ensure_generated(region, ds):
                     print(f"  generated {region.name}/{ds.name}", flush=True)
-        out = subprocess.run(
-            [sys.executable, "-m", "proxima.cli", "catalog", "refresh"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        out = bench.cli("catalog", "refresh")
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
-        testbed.up(config, rate_mbit=args.rate)
-        req_file = Path(tempfile.mkdtemp()) / "request.json"
-        req_file.write_text(json.dumps(request))
-
-        before, t0 = testbed.counters(config), time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-m", "proxima.cli", "analyze", str(req_file), "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        a_s, a_bytes = time.perf_counter() - t0, testbed.delta(before, testbed.counters(config))
-        if out.returncode:
-            raise SystemExit(out.stderr[-3000:])
-        summary = json.loads(out.stdout)
-        import xarray as xr
-
-        a_result = xr.open_dataset(summary["result_path"], engine="h5netcdf")["result"]
-
-        plan = make_plan(
-            AnalysisRequest.model_validate(request),
-            opensearch.connect(config.opensearch.endpoint),
-            config.opensearch.alias,
-            "client",
-        )
-        specs = {r.region: r.spec for s in plan.selections for r in s.regions}
-
-        before, t0 = testbed.counters(config), time.perf_counter()
-        with ThreadPoolExecutor(len(specs)) as pool:
-            parts = list(
-                pool.map(lambda n: pull_partial(config.region(n), specs[n]), sorted(specs))
-            )
-        b_result = finalize(combine(parts), "mean")
-        b_s, b_bytes = time.perf_counter() - t0, testbed.delta(before, testbed.counters(config))
-
-        from distributed import Client
-
-        def plain(name):
-            region = from_stack(config, settings).region(name)
-            security = region.dask_security()
-            with Client(
-                region.scheduler_address, security=security, set_as_default=False
-            ) as client:
-                return compute_partial(str(settings.region_root(name)), specs[name], client)[0]
-
-        before, t0 = testbed.counters(config), time.perf_counter()
-        with ThreadPoolExecutor(len(specs)) as pool:
-            parts = list(pool.map(plain, sorted(specs)))
-        c_result = finalize(combine(parts), "mean")
-        c_s, c_bytes = time.perf_counter() - t0, testbed.delta(before, testbed.counters(config))
+        bench.proxima(request_for(1, "locality-warm-up"))  # worker imports, as a second run
+        for months, rate in grid:
+            points.append(bench.point(months, rate))
     finally:
         if not args.keep:
             manager.down(settings)
             testbed.down(config)
 
-    import numpy as np
-
-    dims = a_result.dims
-    np.testing.assert_allclose(a_result.values, b_result.transpose(*dims).values, rtol=1e-9)
-    np.testing.assert_allclose(a_result.values, c_result.transpose(*dims).values, rtol=1e-9)
-    rows = []
-    for name, secs, moved in (
-        ("(a) Proxima", a_s, a_bytes),
-        ("(b) pull-to-client", b_s, b_bytes),
-        ("(c) plain Dask, regional", c_s, c_bytes),
-    ):
-        to_r, from_r = _sum(moved)
-        rows.append(
-            {
-                "strategy": name,
-                "seconds": round(secs, 1),
-                "to_regions": to_r,
-                "from_regions": from_r,
-                "per_link": moved,
-            }
-        )
-    gb = summary["bytes_read"] / 1e9
+    default = next(p for p in points if (p["months_per_region"], p["rate_mbit"]) == DEFAULT)
+    rows = default["rows"]
+    a, b = rows[0], rows[1]
     lines = [
-        f"Input: {gb:.2f} GB of ERA5-like NetCDF in 2 regions; links {args.rate:g} Mbit/s (tbf); "
-        "results of the three strategies equal (rtol 1e-9).",
+        f"Default point: {default['decoded_bytes'] / 1e9:.2f} GB decoded "
+        f"({default['compressed_bytes'] / 1e9:.2f} GB on disk) of ERA5-like NetCDF in 2 regions; "
+        f"links {DEFAULT[1]:g} Mbit/s (tbf); answers of the three strategies equal (rtol 1e-9).",
         "",
-        "| strategy | wall s | bytes client→regions | bytes regions→client |",
-        "|---|---|---|---|",
-        *[
-            f"| {r['strategy']} | {r['seconds']} | {r['to_regions']:,} | {r['from_regions']:,} |"
-            for r in rows
-        ],
-        "",
-        f"bytes (a)/(b): {sum(_sum(a_bytes)) / sum(_sum(b_bytes)):.5f}; "
-        f"time (a)/(b): {a_s / b_s:.3f}; time (a)/(c): {a_s / c_s:.2f}",
+        "| GB decoded | Mbit/s | (a) Proxima s | (b) pull s | (c) plain Dask s | (b)/(a) | "
+        "bytes (a) | bytes (b) | bytes (a)/(b) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    for p in points:
+        r = p["rows"]
+        ab, bb = sum(_moved(r[0]["per_link"])), sum(_moved(r[1]["per_link"]))
+        lines.append(
+            f"| {p['decoded_bytes'] / 1e9:.2f} | {p['rate_mbit']:g} | {r[0]['seconds']:.1f} | "
+            f"{r[1]['seconds']:.1f} | {r[2]['seconds']:.1f} | "
+            f"{r[1]['seconds'] / r[0]['seconds']:.1f} | {ab:,} | {bb:,} | {ab / bb:.4f} |"
+        )
+    speedup = b["seconds"] / a["seconds"]
+    byte_ratio = sum(_moved(a["per_link"])) / sum(_moved(b["per_link"]))
+    lines += [
+        "",
+        f"default point: Proxima {speedup:.1f}x faster than the pull; bytes (a)/(b) "
+        f"{byte_ratio:.4f}; time (a)/(c) {a['seconds'] / rows[2]['seconds']:.2f}",
+    ]
+    result: dict[str, Any] = {
+        "machine": info,
+        "rate_mbit": DEFAULT[1],
+        "bytes_read": default["decoded_bytes"],
+        "rows": rows,
+        "speedup_vs_pull": speedup,
+        "bytes_ratio_vs_pull": byte_ratio,
+        "sweep": points,
+    }
+    if len(points) > 2:
+        model = fit(points)
+        result["model"] = model
+        result["extrapolation"] = extrapolate(model)
+        p, pull = model["proxima"], model["pull"]
+        lines += [
+            "",
+            f"fitted: Proxima = {p['fixed_s']:.1f} s + decoded / {p['throughput_mb_s']:.0f} MB/s "
+            f"(both regions); plain Dask = {model['plain_dask']['fixed_s']:.1f} s + decoded / "
+            f"{model['plain_dask']['throughput_mb_s']:.0f} MB/s; pull = {pull['fixed_s']:.1f} s + "
+            f"on-disk bytes / ({pull['link_efficiency']:.2f} x link rate x 2 links) + decode "
+            f"({pull['client_decode_mb_s'] or 0:.0f} MB/s); on-disk / decoded = "
+            f"{model['compression_ratio']:.2f}",
+            "",
+            "| extrapolated, 100 Mbit/s links | Proxima | pull | speed-up |",
+            "|---|---|---|---|",
+            *[
+                f"| {e['decoded_gb']:,.0f} GB | {e['proxima_s'] / 60:.1f} min | "
+                f"{e['pull_s'] / 60:.1f} min | {e['speedup']:.1f}x |"
+                for e in result["extrapolation"]
+            ],
+        ]
+        results = ROOT / "benchmarks" / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        plot(points, results / "locality.png")
     print("\n".join(lines))
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "locality.json").write_text(
-        json.dumps(
-            {
-                "machine": info,
-                "rate_mbit": args.rate,
-                "bytes_read": summary["bytes_read"],
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
+    (results / "locality.json").write_text(json.dumps(result, indent=2, default=str))
     (results / "locality.md").write_text("\n".join(lines) + "\n")
 
 

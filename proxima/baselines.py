@@ -10,23 +10,20 @@ from pathlib import Path
 import xarray as xr
 
 from proxima import s3
-from proxima.analysis.kernels import KernelSpec, regional_array
-from proxima.analysis.partials import from_array
+from proxima.analysis.kernels import KernelSpec, compute_partial
 from proxima.config import RegionConfig
 
 
 def pull_partial(region: RegionConfig, spec: KernelSpec) -> xr.Dataset:
     """Download every selected asset of the region whole (one GET per object), then
-    compute the same partial aggregates on the client. NetCDF assets only.
+    compute the same partial aggregates on the client with the same kernel, in this
+    process. NetCDF assets only.
     """
     client = s3.client(region)
     with tempfile.TemporaryDirectory(prefix="proxima-pull-") as tmp:
-        local = []
         for asset in spec.assets:
             bucket, key = asset.path.split("/", 1)
             target = Path(tmp) / asset.path
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, key, str(target))
-            local.append(asset)
-        da = regional_array(tmp, spec.model_copy(update={"assets": local}))
-        return from_array(da, spec.reduction, spec.over, spec.group_by)
+        return compute_partial(tmp, spec)[0]

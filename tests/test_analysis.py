@@ -118,6 +118,45 @@ def test_era5_split_across_regions_equals_reference(catalog, settings, reduction
 
 
 @pytest.mark.parametrize(
+    ("reduction", "over", "group_by"),
+    [
+        ("mean", "time", "month"),
+        ("std", "time", None),
+        ("mean", "space", None),
+        ("max", "both", "season"),
+    ],
+)
+def test_only_minimal_partials_cross_and_the_estimate_holds(
+    catalog, settings, reduction, over, group_by
+):
+    """What crosses regions is the result's size plus a small envelope (for a monthly
+    mean: the sums and one count per month), and the dry-run estimate is within 20%."""
+    request = {
+        "selection": {
+            "variable": "air_temperature",
+            "dataset": "era5",
+            "start": "2020-01-01",
+            "end": "2020-06-30",
+        },
+        "reduction": reduction,
+        "over": over,
+        "group_by": group_by,
+    }
+    planned = cross_region_analysis(AnalysisRequest.model_validate({**request, "dry_run": True}))
+    summary, result = _run(request)
+    result_bytes = result["result"].size * 8
+    west = next(r for r in summary["regions"] if r["region"] == "us-west-2")  # the TLS region
+    assert summary["bytes_crossed_regions"] == west["bytes_returned"]
+    share = result_bytes * 3 / 6 if group_by == "month" else result_bytes
+    assert west["bytes_returned"] <= share + 256 * 1024
+    estimate = next(r["bytes_out_est"] for r in planned["plan"] if r["region"] == "us-west-2")
+    assert abs(estimate - west["bytes_returned"]) <= 0.2 * west["bytes_returned"], (
+        estimate,
+        west["bytes_returned"],
+    )
+
+
+@pytest.mark.parametrize(
     ("over", "group_by", "convert"),
     [("space", None, None), ("both", "month", "K->degC"), ("both", None, None)],
 )

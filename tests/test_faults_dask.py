@@ -17,7 +17,7 @@ from tests import faults
 
 pytestmark = pytest.mark.reliability
 
-CHUNK = "open_dataset-getitem"  # dask key of the kernel's chunk reads (measured with RecordKeys)
+CHUNK = "block_partial"  # dask key prefix of the kernel's block tasks (one per block of a file)
 REQUEST = {
     "selection": {
         "variable": "air_temperature",

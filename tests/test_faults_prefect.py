@@ -107,7 +107,7 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     (results / f"{name}.nc").unlink(missing_ok=True)
     clients = [faults.region_client(r) for r in ("us-east-1", "us-west-2")]
     for client in clients:  # each region's first chunk read waits 20 s: the run stays mid-flight
-        faults.install(client, faults.Stall("open_dataset-getitem", 20), "stall")
+        faults.install(client, faults.Stall("block_partial", 20), "stall")
     try:
         run = submit_analysis(request)
         proc = _flow_run_process(run.id)

@@ -77,6 +77,9 @@ def test_prefect_server_basic_auth_refuses_anonymous_clients(tmp_path, observe):
         prefect_auth=SecretStr(auth),
     )
     config = load_stack_config(settings=settings)
+    # The server alone, on SQLite: what is tested is its auth, not its database.
+    prefect = config.prefect.model_copy(update={"database": "sqlite"})
+    config = config.model_copy(update={"prefect": prefect})
     server = next(s for s in build_services(config, settings) if s.name == "prefect-server")
     (settings.state_dir / "prefect").mkdir(parents=True)
     log = settings.state_dir / "prefect-server.log"

@@ -12,6 +12,7 @@ from proxima.stack import manager
 
 EXPECTED = {
     "opensearch",
+    "prefect-db",
     "prefect-server",
     "prefect-worker",
     "us-east-1-s3",

@@ -87,7 +87,14 @@ def test_custom_run_from_the_ui_form_completes(deployed, settings):
             page.wait_for_url("**/run**")
             page.goto(f"{page.url.split('?')[0]}?parameters={query}", wait_until="networkidle")
             run_name = page.locator("input").first.input_value()
-            variable = page.locator("textarea").first
+            # The form's field order is not stable: find the variable's field by the
+            # value the URL put there, not by position.
+            areas = page.locator("textarea")
+            variable = next(
+                areas.nth(i)
+                for i in range(areas.count())
+                if areas.nth(i).input_value() == "placeholder"
+            )
             variable.fill("air_temperature")
             page.screenshot(path=str(ARTIFACTS / "ui-custom-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()

@@ -73,9 +73,20 @@ def ensure_cluster(data_dir: Path) -> None:
         raise StackError(f"initdb failed for {data_dir}: {out.stderr.strip()[-800:]}")
 
 
+def _allow(data_dir: Path, host: str) -> None:
+    """Trust only connections from the address the server listens on (its own host:
+    the Prefect server beside it), nothing else.
+    """
+    (data_dir / "pg_hba.conf").write_text(
+        "# written by proxima: the Prefect server connects from the listen address only\n"
+        f"host all {USER} {host}/32 trust\n"
+    )
+
+
 def argv(data_dir: Path, host: str, port: int) -> list[str]:
     """The server's command line (creates the cluster first if needed)."""
     ensure_cluster(data_dir)
+    _allow(data_dir, host)
     return _as_owner(
         [
             str(bin_dir() / "postgres"),
