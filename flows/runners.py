@@ -4,9 +4,11 @@ to, the subflow call itself, and the client a task uses to fan out on that clust
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from prefect import Flow
 from prefect_dask import DaskTaskRunner, get_dask_client
@@ -58,13 +60,15 @@ def cluster_client_kwargs() -> dict[str, Any]:
     return {"security": security}
 
 
-R = TypeVar("R")
-
-
-def run_regional_subflow(flow: Flow[..., R], region: Region, name: str, **parameters: Any) -> R:
-    """Call ``flow`` as a subflow named ``name``, bound to ``region``'s scheduler."""
+def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **parameters: Any) -> Any:
+    """Call ``flow`` as a subflow named ``name``, bound to ``region``'s scheduler (an
+    asynchronous flow runs to completion on this thread's own event loop).
+    """
     bound = flow.with_options(name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
-    return bound(region=region, **parameters)
+    out = bound(region=region, **parameters)
+    if inspect.iscoroutine(out):
+        return asyncio.run(out)
+    return out
 
 
 @contextmanager

@@ -204,3 +204,42 @@ def test_kernel_over_files_equals_plain_xarray(tmp_path, reduction, over, group_
         ours = ours.assign_coords(time=expected.time.values)
     xr.testing.assert_allclose(ours.transpose(*expected.dims), expected, rtol=1e-12)
     assert nbytes == da.size * 4  # decoded float32 bytes of the selection
+
+
+def test_the_graph_is_shaped_by_the_data_one_task_per_block(tmp_path):
+    """Monthly groups over 3 files on a real (in-process) Dask cluster: as many tasks as
+    blocks of whole time chunks, however many groups and chunks there are."""
+    from distributed import Client, get_task_stream
+
+    for month in (1, 2, 3):
+        _era5_file(tmp_path / f"2020{month:02d}.nc", month, nan_cell=False)
+    days = {1: 31, 2: 29, 3: 31}
+    spec = KernelSpec(
+        variable="t2m",
+        reduction="mean",
+        start_key=20200101,
+        end_key=20200331,
+        bbox=[-180, -90, 180, 90],
+        over="time",
+        group_by="month",
+        assets=[
+            AssetRef(
+                path=f"2020{m:02d}.nc",
+                format="netcdf",
+                steps=24 * d,
+                nbytes=24 * d * 19 * 36 * 4,
+                time_chunk=24,
+            )
+            for m, d in days.items()
+        ],
+    )
+    expected = len(blocks(spec))
+    assert expected == 3  # each file is smaller than one block: one task per file
+    with (
+        Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c,
+        get_task_stream(c) as stream,
+    ):
+        agg, _ = compute_partial(str(tmp_path), spec, c)
+    assert len(stream.data) == expected
+    assert {t["key"].split("-")[0] for t in stream.data} == {"block_partial"}
+    assert agg["sum"].sizes["month"] == 3 and agg["count"].dims == ("month",)
