@@ -275,6 +275,9 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
         right.plot(xr_, [p["rows"][i]["seconds"] for p in by_rate], marker="o", label=name)
     left.set(xlabel="input, GB decoded", ylabel="wall s", title=f"links {DEFAULT[1]:g} Mbit/s")
     right.set(xlabel="link rate, Mbit/s", ylabel="wall s", xscale="log", title="1.13 GB input")
+    rates = [p["rate_mbit"] for p in by_rate]
+    right.set_xticks(rates, [f"{r:g}" for r in rates])
+    right.minorticks_off()
     left.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
