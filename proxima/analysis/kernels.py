@@ -22,9 +22,8 @@ from proxima.analysis.partials import Accumulator, combine, step_keys
 from proxima.paths import inside
 from proxima.zarr_chunks import check_chunks
 
-BLOCK_BYTES = (
-    48 * 2**20
-)  # decoded bytes per task: enough to amortise a task, small enough to balance
+# Decoded bytes per task: enough to amortise a task, small enough to balance the workers.
+BLOCK_BYTES = 48 * 2**20
 SLAB_BYTES = 64 * 2**20  # decoded bytes per read inside a task
 
 
@@ -106,12 +105,6 @@ def window(da: xr.DataArray, spec: KernelSpec) -> tuple[np.ndarray, np.ndarray, 
     if not len(y_idx) or not len(x_idx):
         raise EmptySelection(f"box {spec.bbox} contains no grid-cell centre of this grid")
     return t_idx, y_idx, x_idx
-
-
-def subset(da: xr.DataArray, spec: KernelSpec) -> xr.DataArray:
-    """The selected steps and cells of ``da`` (lazy)."""
-    t_idx, y_idx, x_idx = window(da, spec)
-    return da.isel(time=t_idx, lat=y_idx, lon=x_idx)
 
 
 def _read(var: xr.Variable, t: slice, y_idx: np.ndarray, x_runs: list[slice]) -> np.ndarray:
@@ -212,21 +205,6 @@ def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr
     return merged, total
 
 
-def regional_array(root: str, spec: KernelSpec) -> xr.DataArray:
-    """All of a region's selected data as one (time, lat, lon) array (for references
-    and small pulls; the kernel itself never builds it).
-    """
-    pieces = []
-    for asset in spec.assets:
-        da = subset(open_asset(root, asset, spec.variable), spec)
-        if da.sizes["time"]:
-            pieces.append(da.load())
-    if not pieces:
-        raise EmptySelection("no time step of the region's assets falls in the range")
-    da = xr.concat(pieces, dim="time", coords="minimal", compat="override", join="override")
-    return da.sortby("time")
-
-
 __all__ = [
     "AssetRef",
     "Block",
@@ -236,6 +214,4 @@ __all__ = [
     "blocks",
     "compute_partial",
     "open_asset",
-    "regional_array",
-    "subset",
 ]

@@ -228,7 +228,7 @@ class Accumulator:
     def result(self) -> xr.Dataset:
         """The partial aggregates as a Dataset: only the fields the reduction needs."""
         kdim = key_dim(self.over, self.group_by)
-        keys: list[Any] = sorted(self.stats, key=_sort_key)
+        keys: list[Any] = sorted(self.stats)
         cells = ("lat", "lon") if self.over == "time" else ()
         shape = (len(self.lat), len(self.lon)) if cells else ()
         names = fields(self.reduction, self.over)
@@ -248,10 +248,6 @@ class Accumulator:
         if kdim is None:
             return ds.squeeze(KEY, drop=True) if ds.sizes[KEY] == 1 else ds
         return ds.rename({KEY: kdim})
-
-
-def _sort_key(key: Hashable) -> Any:
-    return key
 
 
 def _key_values(keys: list[Hashable]) -> np.ndarray:
