@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 
-from proxima import datagen, opensearch, repository  # noqa: E402
+from proxima import opensearch  # noqa: E402
 from proxima.analysis.kernels import compute_partial  # noqa: E402
 from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
@@ -40,21 +40,13 @@ REQUEST = {
 }
 
 
-def ensure_data(settings, config) -> None:
-    for region in config.regions:
-        for ds in region.datasets:
-            if ds.name == "era5" and datagen.ensure_generated(region, ds):
-                print(f"  generated {region.name}/{ds.name}", flush=True)
-        repository.import_region(region, settings.region_root(region.name))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     info = print_machine()
     settings, config = common.up()
-    ensure_data(settings, config)
+    common.ensure_era5(settings, config)
     from flows.catalog_refresh import catalog_refresh
     from flows.cross_region_analysis import cross_region_analysis
     from proxima.platform import from_stack

@@ -62,6 +62,19 @@ def up():
     return settings, config
 
 
+def ensure_era5(settings, config, regions: list[str] | None = None) -> None:
+    """The ERA5 data of the benchmark stack generated (once) and imported."""
+    from proxima import datagen, repository
+
+    for region in config.regions:
+        if regions and region.name not in regions:
+            continue
+        for ds in region.datasets:
+            if ds.name == "era5" and datagen.ensure_generated(region, ds):
+                print(f"  generated {region.name}/{ds.name}", flush=True)
+        repository.import_region(region, settings.region_root(region.name))
+
+
 def save(name: str, payload: dict) -> Path:
     """Write a JSON result under benchmarks/results/."""
     RESULTS.mkdir(parents=True, exist_ok=True)

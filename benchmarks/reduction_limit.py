@@ -38,7 +38,6 @@ import xarray as xr  # noqa: E402
 from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 
-from proxima import datagen, repository  # noqa: E402
 from proxima.analysis.kernels import AssetRef, KernelSpec, compute_partial  # noqa: E402
 from proxima.analysis.partials import finalize  # noqa: E402
 from proxima.platform import from_stack  # noqa: E402
@@ -153,11 +152,8 @@ def main() -> None:
     info = print_machine()
     settings, config = common.up()
     region_cfg = config.region(REGION)
-    for ds in region_cfg.datasets:
-        if ds.name == "era5" and datagen.ensure_generated(region_cfg, ds):
-            print(f"  generated {REGION}/{ds.name}", flush=True)
+    common.ensure_era5(settings, config, [REGION])
     root = settings.region_root(REGION)
-    repository.import_region(region_cfg, root)
     files = sorted((root / "era5-pds").rglob(f"{VARIABLE}.nc"))
     spec = spec_for(files, root)
     decoded = sum(a.nbytes for a in spec.assets)

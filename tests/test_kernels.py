@@ -149,6 +149,24 @@ def _era5_file(path, month: int, nan_cell: bool) -> np.ndarray:
     return values
 
 
+def _era5_assets(root, nan_month: int | None = None) -> list[AssetRef]:
+    """January to March 2020 written under ``root``, as the plan would describe them."""
+    assets = []
+    for month, days in ((1, 31), (2, 29), (3, 31)):
+        _era5_file(root / f"2020{month:02d}.nc", month, nan_cell=month == nan_month)
+        steps = 24 * days
+        assets.append(
+            AssetRef(
+                path=f"2020{month:02d}.nc",
+                format="netcdf",
+                steps=steps,
+                nbytes=steps * 19 * 36 * 4,
+                time_chunk=24,
+            )
+        )
+    return assets
+
+
 @pytest.mark.parametrize(
     ("reduction", "over", "group_by", "bbox"),
     [
@@ -161,18 +179,7 @@ def _era5_file(path, month: int, nan_cell: bool) -> np.ndarray:
     ],
 )
 def test_kernel_over_files_equals_plain_xarray(tmp_path, reduction, over, group_by, bbox):
-    for month in (1, 2, 3):
-        _era5_file(tmp_path / f"2020{month:02d}.nc", month, nan_cell=month == 2)
-    assets = [
-        AssetRef(
-            path=f"2020{m:02d}.nc",
-            format="netcdf",
-            steps=24 * d,
-            nbytes=24 * d * 19 * 36 * 4,
-            time_chunk=24,
-        )
-        for m, d in ((1, 31), (2, 29), (3, 31))
-    ]
+    assets = _era5_assets(tmp_path, nan_month=2)
     spec = KernelSpec(
         variable="t2m",
         reduction=reduction,
@@ -211,9 +218,6 @@ def test_the_graph_is_shaped_by_the_data_one_task_per_block(tmp_path):
     blocks of whole time chunks, however many groups and chunks there are."""
     from distributed import Client, get_task_stream
 
-    for month in (1, 2, 3):
-        _era5_file(tmp_path / f"2020{month:02d}.nc", month, nan_cell=False)
-    days = {1: 31, 2: 29, 3: 31}
     spec = KernelSpec(
         variable="t2m",
         reduction="mean",
@@ -222,16 +226,7 @@ def test_the_graph_is_shaped_by_the_data_one_task_per_block(tmp_path):
         bbox=[-180, -90, 180, 90],
         over="time",
         group_by="month",
-        assets=[
-            AssetRef(
-                path=f"2020{m:02d}.nc",
-                format="netcdf",
-                steps=24 * d,
-                nbytes=24 * d * 19 * 36 * 4,
-                time_chunk=24,
-            )
-            for m, d in days.items()
-        ],
+        assets=_era5_assets(tmp_path),
     )
     expected = len(blocks(spec))
     assert expected == 3  # each file is smaller than one block: one task per file
