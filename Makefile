@@ -40,6 +40,7 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: install  ## The quick benchmarks (see docs/benchmarks.md for the others)
 	cd benchmarks && ../$(PY) stack_startup.py && ../$(PY) analysis_overhead.py

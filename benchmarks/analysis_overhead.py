@@ -48,7 +48,7 @@ def main() -> None:
     settings, config = common.up()
     common.ensure_era5(settings, config)
     from flows.catalog_refresh import catalog_refresh
-    from flows.cross_region_analysis import cross_region_analysis
+    from flows.cross_region_analysis import analyze
     from proxima.platform import from_stack
 
     catalog_refresh()
@@ -64,7 +64,7 @@ def main() -> None:
     prefect_s, dask_s, summary, plain = [], [], None, None
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        summary = cross_region_analysis(request)
+        summary = analyze(request)
         prefect_s.append(time.perf_counter() - t0)
 
         def one(name):

@@ -27,6 +27,7 @@ from flows.runners import region_cluster, run_regional_subflow
 from proxima import opensearch, repository
 from proxima.catalog import refresh
 from proxima.catalog.extract import extract
+from proxima.catalog.model import MAPPING
 from proxima.errors import ConfigurationError, ProximaError
 from proxima.opensearch import CatalogConnection
 from proxima.platform import Platform, Region
@@ -176,14 +177,14 @@ def _refresh(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     alias = platform.catalog_alias
-    current = opensearch.ensure_alias(client, alias)
+    current = opensearch.ensure_alias(client, alias, MAPPING)
     target = current
     if full_rebuild:
         orphans = opensearch.cleanup_orphans(client, alias)  # left by a killed rebuild
         if orphans:
             logger.warning("removed orphaned catalog indices %s", orphans)
         target = opensearch.new_index_name(alias)
-        opensearch.create_index(client, target)
+        opensearch.create_index(client, target, MAPPING)
         others = [n for n in platform.region_names if n not in {r.name for r in selected}]
         if others:  # keep the regions not being rebuilt
             client.reindex(

@@ -363,7 +363,7 @@ def analyze(
 
     from pydantic import ValidationError
 
-    from flows.cross_region_analysis import cross_region_analysis
+    from flows.cross_region_analysis import analyze as run_analysis
     from proxima.analysis.request import AnalysisRequest
 
     try:
@@ -377,7 +377,7 @@ def analyze(
         if idempotency_key:
             raise ProximaError("--idempotency-key needs --submit")
         with _prefect_client_settings():
-            out = cross_region_analysis(request)
+            out = run_analysis(request)
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
         _fail(ProximaError(f"cannot use {request_file}: {exc}"))
         return

@@ -14,62 +14,10 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
 from pydantic import BaseModel, Field, SecretStr
 
-from proxima.catalog.model import FACET_KEYS
 from proxima.errors import ProximaError
 
 RETRYABLE = {429, 500, 502, 503, 504}
 
-MAPPING: dict[str, Any] = {
-    "dynamic": "strict",
-    "properties": {
-        "region": {"type": "keyword"},
-        "dataset": {"type": "keyword"},
-        "path": {"type": "keyword"},
-        "uri": {"type": "keyword"},
-        "format": {"type": "keyword"},
-        "size": {"type": "long"},
-        "mtime_ns": {"type": "long"},
-        "etag": {"type": "keyword"},
-        "variables": {
-            "type": "nested",
-            "properties": {
-                "name": {"type": "keyword"},
-                "standard_name": {"type": "keyword"},
-                "long_name": {"type": "text"},
-                "units": {"type": "keyword"},
-                "dims": {"type": "keyword"},
-                "shape": {"type": "long"},
-                "dtype": {"type": "keyword"},
-                "chunks": {"type": "long"},
-                "nbytes": {"type": "long"},
-            },
-        },
-        "variable_names": {"type": "keyword"},
-        "standard_names": {"type": "keyword"},
-        "time": {
-            "properties": {
-                "start": {"type": "date"},
-                "end": {"type": "date"},
-                "start_native": {"type": "keyword"},
-                "end_native": {"type": "keyword"},
-                "calendar": {"type": "keyword"},
-                "frequency": {"type": "keyword"},
-                "steps": {"type": "long"},
-            }
-        },
-        "bbox": {"type": "float"},
-        "extent": {"type": "geo_shape"},
-        "lon_convention": {"type": "keyword"},
-        "lat_descending": {"type": "boolean"},
-        "facets": {"properties": {k: {"type": "keyword"} for k in FACET_KEYS}},
-        "attributes_text": {"type": "text"},
-        "quarantined": {"type": "boolean"},
-        "error_class": {"type": "keyword"},
-        "error_message": {"type": "text"},
-        "indexed_at": {"type": "date"},
-        "catalog_version": {"type": "integer"},
-    },
-}
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
 
 
@@ -148,9 +96,9 @@ def new_index_name(alias: str) -> str:
     return f"{alias}-v{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
 
 
-def create_index(client: OpenSearch, name: str) -> None:
-    """Create ``name`` with the catalog mapping."""
-    client.indices.create(index=name, body={"settings": SETTINGS, "mappings": MAPPING})
+def create_index(client: OpenSearch, name: str, mapping: dict[str, Any]) -> None:
+    """Create ``name`` with ``mapping`` (the catalog's is ``catalog.model.MAPPING``)."""
+    client.indices.create(index=name, body={"settings": SETTINGS, "mappings": mapping})
 
 
 def alias_target(client: OpenSearch, alias: str) -> str | None:
@@ -163,8 +111,10 @@ def alias_target(client: OpenSearch, alias: str) -> str | None:
     return names[-1] if names else None
 
 
-def ensure_alias(client: OpenSearch, alias: str) -> str:
-    """Make sure ``alias`` exists, creating a first versioned index if needed."""
+def ensure_alias(client: OpenSearch, alias: str, mapping: dict[str, Any]) -> str:
+    """Make sure ``alias`` exists, creating a first versioned index (with ``mapping``)
+    if needed.
+    """
     try:
         target = alias_target(client, alias)
     except (OSConnectionError, TransportError) as exc:
@@ -172,7 +122,7 @@ def ensure_alias(client: OpenSearch, alias: str) -> str:
     if target:
         return target
     name = new_index_name(alias)
-    create_index(client, name)
+    create_index(client, name, mapping)
     client.indices.update_aliases(body={"actions": [{"add": {"index": name, "alias": alias}}]})
     return name
 

@@ -27,7 +27,7 @@ MANIFEST = ".proxima-import.json"
 TMP_MARK = ".proxima-partial-"
 
 
-class ImportError_(ProximaError):
+class ImportFailed(ProximaError):
     """The import could not run (unreachable endpoint, failed FSx task)."""
 
 
@@ -53,7 +53,12 @@ def _safe_local(root: Path, key: str) -> Path:
     try:
         return inside(root, key)
     except UnsafePath as exc:
-        raise ImportError_(f"object key {key[:80]!r} would leave the region root: {exc}") from exc
+        raise ImportFailed(f"object key {key[:80]!r} would leave the region root: {exc}") from exc
+
+
+def etags(root: Path) -> dict[str, str]:
+    """The S3 ETag of every object the import last copied under ``root``, by key."""
+    return {key: entry["etag"] for key, entry in _load_manifest(root).items()}
 
 
 def _load_manifest(root: Path) -> dict[str, dict[str, Any]]:
@@ -133,10 +138,10 @@ def fsx_import(
         The final task description (Lifecycle, Status counts, FailureDetails).
 
     Raises:
-        ImportError_: The task failed, was cancelled or did not finish in time.
+        ImportFailed: The task failed, was cancelled or did not finish in time.
     """
     if not region.fsx_file_system_id:
-        raise ImportError_(f"region {region.name} has no FSx file system id")
+        raise ImportFailed(f"region {region.name} has no FSx file system id")
     fsx = fsx_client or boto3.client("fsx", region_name=region.name)
     task = fsx.create_data_repository_task(
         FileSystemId=region.fsx_file_system_id,
@@ -153,9 +158,9 @@ def fsx_import(
             return {"task_id": task_id, "lifecycle": lifecycle, "status": task.get("Status", {})}
         if lifecycle in ("FAILED", "CANCELED"):
             reason = task.get("FailureDetails", {}).get("Message", "no details")
-            raise ImportError_(f"FSx import task {task_id} in {region.name} {lifecycle}: {reason}")
+            raise ImportFailed(f"FSx import task {task_id} in {region.name} {lifecycle}: {reason}")
         if time.monotonic() > deadline:
-            raise ImportError_(f"FSx import task {task_id} in {region.name} still {lifecycle}")
+            raise ImportFailed(f"FSx import task {task_id} in {region.name} still {lifecycle}")
         time.sleep(poll_s)
 
 
@@ -166,7 +171,7 @@ def import_region(region: RegionConfig, root: Path) -> ImportReport:
     objects are deleted; each file appears under its final name only when whole.
 
     Raises:
-        ImportError_: The S3 endpoint cannot be reached or a bucket is missing.
+        ImportFailed: The S3 endpoint cannot be reached or a bucket is missing.
     """
     started = time.perf_counter()
     report = ImportReport(region=region.name)
@@ -180,7 +185,7 @@ def import_region(region: RegionConfig, root: Path) -> ImportReport:
             try:
                 _sync_bucket(client, bucket, root / bucket, report)
             except (BotoCoreError, ClientError) as exc:
-                raise ImportError_(
+                raise ImportFailed(
                     f"import of s3://{bucket} in {region.name} ({region.s3_endpoint}) failed: {exc}"
                 ) from exc
     report.seconds = time.perf_counter() - started

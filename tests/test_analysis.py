@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from pydantic import ValidationError
 
-from flows.cross_region_analysis import cross_region_analysis
+from flows.cross_region_analysis import analyze
 from proxima.analysis.plan import PlanningError
 from proxima.analysis.request import AnalysisRequest
 
@@ -65,7 +65,7 @@ def _reduce(da, reduction, over, group_by):
 
 
 def _run(request: dict) -> tuple[dict, xr.Dataset]:
-    summary = cross_region_analysis(AnalysisRequest.model_validate(request))
+    summary = analyze(AnalysisRequest.model_validate(request))
     result = xr.open_dataset(summary["result_path"], engine="h5netcdf")
     return summary, result
 
@@ -142,7 +142,7 @@ def test_only_minimal_partials_cross_and_the_estimate_holds(
         "over": over,
         "group_by": group_by,
     }
-    planned = cross_region_analysis(AnalysisRequest.model_validate({**request, "dry_run": True}))
+    planned = analyze(AnalysisRequest.model_validate({**request, "dry_run": True}))
     summary, result = _run(request)
     result_bytes = result["result"].size * 8
     west = next(r for r in summary["regions"] if r["region"] == "us-west-2")  # the TLS region
@@ -245,7 +245,7 @@ def test_projection_minus_reanalysis_on_the_coarser_grid(catalog, settings):
 
 def test_dry_run_plans_and_runs_nothing(catalog, stack):
     before = _analysis_subflow_runs()
-    out = cross_region_analysis(
+    out = analyze(
         AnalysisRequest.model_validate(
             {
                 "selection": {
@@ -315,7 +315,7 @@ BASE = {
 def test_bad_requests_fail_before_any_cluster_is_touched(catalog, request_, message):
     before = _analysis_subflow_runs()
     with pytest.raises(PlanningError, match=message):
-        cross_region_analysis(AnalysisRequest.model_validate(request_))
+        analyze(AnalysisRequest.model_validate(request_))
     assert _analysis_subflow_runs() == before
 
 
@@ -366,7 +366,7 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
     (settings.state_dir / "results" / "partial-check.nc").unlink(missing_ok=True)
     try:
         with pytest.raises(RegionFailed, match="region us-west-2 failed"):
-            cross_region_analysis(AnalysisRequest.model_validate(request))
+            analyze(AnalysisRequest.model_validate(request))
         assert not (settings.state_dir / "results" / "partial-check.nc").exists()
         summary, result = _run({**request, "allow_partial": True})
     finally:
@@ -384,7 +384,7 @@ def test_zarr_output(catalog):
         "output_format": "zarr",
         "output_name": "zarr-check",
     }
-    summary = cross_region_analysis(AnalysisRequest.model_validate(request))
+    summary = analyze(AnalysisRequest.model_validate(request))
     path = Path(summary["result_path"])
     assert path.suffix == ".zarr" and (path / ".zmetadata").exists()
     assert xr.open_zarr(path)["result"].dims == ("lat", "lon")
@@ -403,7 +403,7 @@ def test_results_store_in_s3(catalog, stack, settings):
         "proxima-results", overwrite=True
     )
     try:
-        summary = cross_region_analysis(
+        summary = analyze(
             AnalysisRequest.model_validate(
                 {"selection": {**BASE, "bbox": PACIFIC}, "over": "both", "output_name": "s3-check"}
             )

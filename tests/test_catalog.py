@@ -14,6 +14,7 @@ from flows.catalog_refresh import catalog_refresh
 from proxima import datagen, opensearch, s3
 from proxima.catalog import refresh
 from proxima.catalog.geo import wrap180
+from proxima.catalog.model import MAPPING
 from proxima.catalog.search import CatalogQuery, facet_counts, search
 from proxima.datagen import era5
 
@@ -209,7 +210,7 @@ def test_reader_never_sees_an_empty_catalog_during_a_full_rebuild(catalog, data,
             time.sleep(0.02)
 
     orphan = f"{alias}-v00000000000000000000"  # as if an earlier rebuild had been killed
-    opensearch.create_index(os_client, orphan)
+    opensearch.create_index(os_client, orphan, MAPPING)
     thread = threading.Thread(target=reader)
     thread.start()
     try:
@@ -229,7 +230,7 @@ def test_reader_never_sees_an_empty_catalog_during_a_full_rebuild(catalog, data,
 @pytest.mark.reliability
 def test_bulk_reports_mapping_violations_and_keeps_the_rest(stack, os_client):
     index = opensearch.new_index_name("bulk-test")
-    opensearch.create_index(os_client, index)
+    opensearch.create_index(os_client, index, MAPPING)
     good = {"_index": index, "_id": "good", "_source": {"region": "x", "size": 1}}
     bad = {"_index": index, "_id": "bad", "_source": {"region": "x", "size": "not a number"}}
     extra = {"_index": index, "_id": "extra", "_source": {"unknown_field": 1}}
@@ -248,7 +249,7 @@ def test_bulk_retries_injected_errors_and_loses_nothing(stack, status):
     with FaultProxy(stack.opensearch.endpoint, fail_first=3, status=status) as proxy:
         client = opensearch.connect(proxy.url)
         index = opensearch.new_index_name("retry-test")
-        opensearch.create_index(client, index)
+        opensearch.create_index(client, index, MAPPING)
         docs = [
             {"_index": index, "_id": str(i), "_source": {"region": "r", "size": i}}
             for i in range(1200)
@@ -271,7 +272,7 @@ def test_generation_is_seeded(stack):
 def test_older_extraction_never_overwrites_newer(stack, os_client):
     """Two refreshes of one region racing: the write with the older file mtime loses."""
     index = opensearch.new_index_name("race-test")
-    opensearch.create_index(os_client, index)
+    opensearch.create_index(os_client, index, MAPPING)
     newer = {"id": "a1", "region": "r", "path": "x.nc", "size": 2, "mtime_ns": 2_000}
     older = {"id": "a1", "region": "r", "path": "x.nc", "size": 1, "mtime_ns": 1_000}
     assert opensearch.bulk(os_client, refresh.index_actions(index, [newer])).ok == 1

@@ -20,7 +20,8 @@ from flows.catalog_refresh import catalog_refresh
 from proxima import opensearch
 from proxima.catalog import extract as extract_module
 from proxima.catalog import refresh
-from proxima.stack import manager, processes
+from proxima.pids import alive
+from proxima.stack import manager
 from tests import faults
 
 pytestmark = pytest.mark.reliability
@@ -89,7 +90,7 @@ def test_opensearch_killed_mid_refresh_then_rerun_loses_nothing(
     finally:
         faults.remove(dask, "stall-extract")
         dask.close()
-    assert not processes.alive(node)
+    assert not alive(node)
     assert "error" in outcome, "the refresh should fail while the catalog is down"
     manager.up(settings, config)  # restart the node on its data directory
     restarted_s = time.monotonic() - killed_at

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from distributed import Client
 
-from flows.cross_region_analysis import RegionFailed, cross_region_analysis
+from flows.cross_region_analysis import RegionFailed, analyze
 from proxima.analysis.request import AnalysisRequest
 from proxima.stack import manager, processes
 from tests import faults
@@ -39,7 +39,7 @@ def _worker_pids(client: Client) -> set[int]:
 
 def _run(name: str, **extra) -> dict:
     request = AnalysisRequest.model_validate({**REQUEST, "output_name": name, **extra})
-    return cross_region_analysis(request)
+    return analyze(request)
 
 
 @pytest.fixture(scope="module")

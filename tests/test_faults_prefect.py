@@ -19,7 +19,7 @@ import xarray as xr
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from flows.cross_region_analysis import cross_region_analysis
+from flows.cross_region_analysis import analyze
 from flows.submit import submit_analysis
 from proxima.analysis.request import AnalysisRequest
 from tests import faults
@@ -147,7 +147,7 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     assert again.state.type.value == "COMPLETED", again.state
     assert not list(results.glob(f".partial-*-{name}.nc")), "a crashed run's partial write remains"
     written = xr.open_dataset(results / f"{name}.nc", engine="h5netcdf")["result"].load()
-    reference = cross_region_analysis(
+    reference = analyze(
         AnalysisRequest.model_validate({**REQUEST, "output_name": f"{name}-reference"})
     )
     expected = xr.open_dataset(reference["result_path"], engine="h5netcdf")["result"]

@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import Stubber
 
 from proxima.config import DatasetConfig, RegionConfig
-from proxima.repository import ImportError_, fsx_import, import_region
+from proxima.repository import ImportFailed, fsx_import, import_region
 
 REGION = RegionConfig(
     name="us-east-1",
@@ -80,17 +80,17 @@ def test_fsx_task_is_started_and_awaited():
 
 def test_fsx_task_failure_names_region_and_reason():
     client, _ = _stubbed("EXECUTING", "FAILED", failure="repository access denied")
-    with pytest.raises(ImportError_, match="us-east-1 FAILED: repository access denied"):
+    with pytest.raises(ImportFailed, match="us-east-1 FAILED: repository access denied"):
         fsx_import(REGION, ["/era5-pds"], poll_s=0, fsx_client=client)
 
 
 def test_fsx_task_timeout_is_reported():
     client, _ = _stubbed("EXECUTING")
-    with pytest.raises(ImportError_, match="still EXECUTING"):
+    with pytest.raises(ImportFailed, match="still EXECUTING"):
         fsx_import(REGION, ["/era5-pds"], poll_s=0, timeout_s=0, fsx_client=client)
 
 
 def test_region_without_fsx_id_never_calls_fsx(tmp_path):
     local = REGION.model_copy(update={"fsx_file_system_id": None, "s3_port": 1})
-    with pytest.raises(ImportError_, match="import of s3://era5-pds in us-east-1"):
+    with pytest.raises(ImportFailed, match="import of s3://era5-pds in us-east-1"):
         import_region(local, tmp_path)

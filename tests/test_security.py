@@ -11,6 +11,7 @@ import pytest
 from distributed import Client
 from distributed.security import Security
 
+from proxima.pids import alive
 from proxima.platform import from_stack
 from proxima.stack.services import run_prefect
 
@@ -87,7 +88,7 @@ def test_prefect_server_basic_auth_refuses_anonymous_clients(tmp_path, observe):
     try:
         deadline = time.monotonic() + 120
         while not server.healthy():  # /health is open to probes, like Kubernetes'
-            assert processes.alive(pid), processes.tail(log)
+            assert alive(pid), processes.tail(log)
             assert time.monotonic() < deadline, processes.tail(log)
             time.sleep(0.5)
         api = config.prefect.api_url

@@ -16,7 +16,7 @@ import xarray as xr
 
 from proxima.analysis.partials import finalize
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest
-from proxima.stack import processes
+from proxima.pids import alive
 
 
 def convert(da: xr.DataArray, request: AnalysisRequest, units: str | None) -> xr.DataArray:
@@ -58,7 +58,7 @@ def _sweep_partials(directory: Path, name: str) -> None:
     """
     for stale in directory.glob(f".partial-*-{name}"):
         pid = stale.name.split("-")[1]
-        if pid.isdigit() and processes.alive(int(pid)):
+        if pid.isdigit() and alive(int(pid)):
             continue
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
 

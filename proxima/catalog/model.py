@@ -91,3 +91,57 @@ class Asset(BaseModel):
     def document(self) -> dict[str, Any]:
         """The JSON body stored in OpenSearch."""
         return self.model_dump(mode="json", exclude={"id"})
+
+
+# The catalog index's mapping: one document per asset, as ``Asset`` describes it.
+MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "region": {"type": "keyword"},
+        "dataset": {"type": "keyword"},
+        "path": {"type": "keyword"},
+        "uri": {"type": "keyword"},
+        "format": {"type": "keyword"},
+        "size": {"type": "long"},
+        "mtime_ns": {"type": "long"},
+        "etag": {"type": "keyword"},
+        "variables": {
+            "type": "nested",
+            "properties": {
+                "name": {"type": "keyword"},
+                "standard_name": {"type": "keyword"},
+                "long_name": {"type": "text"},
+                "units": {"type": "keyword"},
+                "dims": {"type": "keyword"},
+                "shape": {"type": "long"},
+                "dtype": {"type": "keyword"},
+                "chunks": {"type": "long"},
+                "nbytes": {"type": "long"},
+            },
+        },
+        "variable_names": {"type": "keyword"},
+        "standard_names": {"type": "keyword"},
+        "time": {
+            "properties": {
+                "start": {"type": "date"},
+                "end": {"type": "date"},
+                "start_native": {"type": "keyword"},
+                "end_native": {"type": "keyword"},
+                "calendar": {"type": "keyword"},
+                "frequency": {"type": "keyword"},
+                "steps": {"type": "long"},
+            }
+        },
+        "bbox": {"type": "float"},
+        "extent": {"type": "geo_shape"},
+        "lon_convention": {"type": "keyword"},
+        "lat_descending": {"type": "boolean"},
+        "facets": {"properties": {k: {"type": "keyword"} for k in FACET_KEYS}},
+        "attributes_text": {"type": "text"},
+        "quarantined": {"type": "boolean"},
+        "error_class": {"type": "keyword"},
+        "error_message": {"type": "text"},
+        "indexed_at": {"type": "date"},
+        "catalog_version": {"type": "integer"},
+    },
+}

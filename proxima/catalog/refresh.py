@@ -6,7 +6,6 @@ region's Dask cluster; they are plain functions so they can be tested alone.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from proxima import opensearch
+from proxima import opensearch, repository
 from proxima.catalog.extract import tree_stat
 from proxima.catalog.model import asset_id
 from proxima.config import RegionConfig
-from proxima.repository import MANIFEST, TMP_MARK
 
 ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
 
@@ -62,10 +60,7 @@ def scan_region(region: RegionConfig, root: str) -> list[Candidate]:
         base = Path(root) / dataset.bucket
         if not base.is_dir():
             continue
-        try:
-            etags = {k: v["etag"] for k, v in json.loads((base / MANIFEST).read_text()).items()}
-        except (FileNotFoundError, json.JSONDecodeError):
-            etags = {}
+        etags = repository.etags(base)
         for dirpath, dirnames, filenames in os.walk(base):
             here = Path(dirpath)
             if any(marker in filenames for marker in ZARR_MARKERS) and here != base:
@@ -76,7 +71,7 @@ def scan_region(region: RegionConfig, root: str) -> list[Candidate]:
                 continue
             dirnames.sort()
             for name in sorted(filenames):
-                if name == MANIFEST or name.startswith(TMP_MARK) or name.startswith("."):
+                if name.startswith("."):  # the import's bookkeeping files are hidden
                     continue
                 if name.endswith((".nc", ".nc4")):
                     path = here / name

@@ -15,6 +15,7 @@ import httpx
 from proxima import dask_tls
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import StackError
+from proxima.pids import alive
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
 from proxima.stack import opensearch_node, processes
 from proxima.stack.automations import ensure_zombie_automation
@@ -125,7 +126,7 @@ def _wait_healthy(service: Service, pid: int | None, settings: ProximaSettings) 
     while time.monotonic() < deadline:
         if service.healthy():
             return
-        if pid is not None and not processes.alive(pid):
+        if pid is not None and not alive(pid):
             raise StackError(
                 f"{service.name} exited before becoming healthy. Last lines of {log}:\n"
                 f"{processes.tail(log)}"
@@ -150,7 +151,7 @@ def _wait_all(
                 if "started" in rec and "healthy_s" not in rec:
                     rec["healthy_s"] = round(time.time() - rec["started"], 2)
                 del pending[name]
-            elif not processes.alive(rec.get("pid")):
+            elif not alive(rec.get("pid")):
                 _wait_healthy(service, rec.get("pid"), settings)  # raises with the log tail
         if pending and time.monotonic() > deadline:
             name = next(iter(pending))
@@ -176,9 +177,7 @@ def up(
     config = config or load_stack_config(settings=settings)
     state = _read_state(settings)
     running = {
-        name: rec["pid"]
-        for name, rec in state.get("services", {}).items()
-        if processes.alive(rec.get("pid"))
+        name: rec["pid"] for name, rec in state.get("services", {}).items() if alive(rec.get("pid"))
     }
     if running and state.get("fingerprint") != config.fingerprint():
         raise StackError(
@@ -259,7 +258,7 @@ def status(
     result = []
     for service in build_services(config, settings):
         pid = records.get(service.name, {}).get("pid")
-        running = processes.alive(pid)
+        running = alive(pid)
         result.append(
             ServiceStatus(
                 name=service.name,
@@ -287,11 +286,11 @@ def down(settings: ProximaSettings | None = None, progress: Progress = lambda _:
     stopped = []
     for name, rec in reversed(list(records.items())):
         pid = rec.get("pid")
-        if processes.alive(pid):
+        if alive(pid):
             progress(f"stopping {name} (pid {pid})")
             processes.stop(pid)
             stopped.append(pid)
-    left = [pid for pid in stopped if processes.alive(pid)]
+    left = [pid for pid in stopped if alive(pid)]
     if left:
         raise StackError(f"processes still alive after stop: {left}")
     settings.state_file.unlink(missing_ok=True)

@@ -37,20 +37,6 @@ def spawn(
     return proc.pid
 
 
-def alive(pid: int | None) -> bool:
-    """Whether ``pid`` is a running (not zombie) process."""
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            proc.wait(timeout=0)  # reap our own child so the PID really goes away
-            return False
-        return True
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
-        return False
-
-
 def _tree(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)

@@ -1,0 +1,140 @@
+"""From what the regions returned to the answer: combine the partials per selection,
+compute the statistic, name the output and describe what was read and what moved.
+
+Pure library code: the analysis flow calls it once the regions have answered.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxima.analysis import results
+from proxima.analysis.partials import combine
+from proxima.analysis.plan import Plan
+from proxima.analysis.request import AnalysisRequest
+from proxima.errors import ProximaError
+
+
+class RegionFailed(ProximaError):
+    """A region's part of the analysis failed after its retries."""
+
+
+class RegionOutcome(BaseModel):
+    """One region's answer to its share of an analysis."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    role: str
+    region: str
+    worker: str
+    worker_region: str
+    bytes_read: int
+    bytes_returned: int
+    seconds: float
+    started_at: float
+    partial: xr.Dataset = Field(exclude=True)
+
+
+class Assembled(BaseModel):
+    """The combined answer, ready to be written, with the figures of the run."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    answer: xr.DataArray
+    dataset: xr.Dataset
+    regions: list[dict[str, Any]]
+    bytes_read: int
+    bytes_crossed_regions: int
+    missing_regions: list[str]
+
+    def summary(self, plan: Plan, result_path: str, result_uri: str, seconds: float) -> dict:
+        """The run's summary: where the result is, the answer in short, and the figures
+        measured next to the plan's estimates.
+        """
+        return {
+            "result_path": result_path,
+            "result_uri": result_uri,
+            "answer": results.scalar_or_summary(self.answer),
+            "regions": self.regions,
+            "bytes_read": self.bytes_read,
+            "bytes_read_est": plan.bytes_read,
+            "bytes_crossed_regions": self.bytes_crossed_regions,
+            "bytes_crossing_est": plan.bytes_crossing,
+            "egress_usd_est": plan.egress_usd,
+            "missing_regions": self.missing_regions,
+            "seconds": round(seconds, 2),
+        }
+
+
+def output_name(request: AnalysisRequest, plan: Plan) -> str:
+    """The requested output name, or one made of the variable, reduction and time."""
+    if request.output_name:
+        return request.output_name
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{plan.selections[0].variable}-{request.reduction}-over-{request.over}-{stamp}"
+
+
+def assemble(
+    request: AnalysisRequest,
+    plan: Plan,
+    outcomes: list[RegionOutcome],
+    failures: list[str],
+    client_region: str,
+) -> Assembled:
+    """Combine the regions' partials exactly into the requested answer.
+
+    Raises:
+        RegionFailed: a region failed and the request does not allow a partial answer,
+            or no region of a selection answered.
+    """
+    if failures and (not request.allow_partial or not outcomes):
+        raise RegionFailed("; ".join(sorted(failures)))
+    planned = {r.region for s in plan.selections for r in s.regions}
+    missing = sorted(planned - {o.region for o in outcomes}) if failures else []
+    answers: dict[str, xr.DataArray] = {}
+    for sel in plan.selections:
+        parts = [o.partial for o in outcomes if o.role == sel.role]
+        if not parts:
+            raise RegionFailed(f"no region of the {sel.role} answered: {failures}")
+        answers[sel.role] = results.statistic(combine(parts), request, sel.units)
+    answer = answers["selection"]
+    if "baseline" in answers:
+        units = answer.attrs.get("units", "")
+        answer = results.coarser_grid_difference(answer, answers["baseline"])
+        answer.attrs["units"] = units
+    ordered = sorted(outcomes, key=lambda o: (o.role, o.region))
+    regions = [o.model_dump() for o in ordered]
+    bytes_read = sum(o.bytes_read for o in outcomes)
+    crossed = sum(o.bytes_returned for o in outcomes if o.region != client_region)
+    variable = plan.selections[0].variable
+    ds = answer.rename("result").to_dataset()
+    ds.attrs.update(
+        {
+            "title": f"{request.reduction} of {variable} over {request.over}",
+            "request": request.model_dump_json(),
+            "regions": ",".join(o.region for o in ordered),
+            "workers": ",".join(f"{o.region}={o.worker}" for o in ordered),
+            "worker_regions": ",".join(f"{o.region}={o.worker_region}" for o in ordered),
+            "bytes_read": bytes_read,
+            "bytes_crossed_regions": crossed,
+            "missing_regions": ",".join(missing),
+            "coverage": "partial: missing " + ",".join(missing) if missing else "complete",
+            "history": f"{datetime.now(UTC).isoformat()} proxima cross-region-analysis",
+            "per_region": json.dumps(regions),
+        }
+    )
+    return Assembled(
+        name=output_name(request, plan),
+        answer=answer,
+        dataset=ds,
+        regions=regions,
+        bytes_read=bytes_read,
+        bytes_crossed_regions=crossed,
+        missing_regions=missing,
+    )
