@@ -64,15 +64,18 @@ def up():
 
 def ensure_era5(settings, config, regions: list[str] | None = None) -> None:
     """The ERA5 data of the benchmark stack generated (once) and imported."""
-    from proxima import datagen, repository
+    from pathlib import Path
 
-    for region in config.regions:
+    from proxima import datagen, repository
+    from proxima.platform import from_stack
+
+    for region in from_stack(config, settings).regions:
         if regions and region.name not in regions:
             continue
         for ds in region.datasets:
             if ds.name == "era5" and datagen.ensure_generated(region, ds):
                 print(f"  generated {region.name}/{ds.name}", flush=True)
-        repository.import_region(region, settings.region_root(region.name))
+        repository.import_region(region, Path(region.root))
 
 
 def save(name: str, payload: dict) -> Path:

@@ -6,6 +6,7 @@ Usage: .venv/bin/python benchmarks/data_throughput.py
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import common
 
@@ -14,13 +15,14 @@ common.configure()
 from machine import print_machine  # noqa: E402
 
 from proxima import datagen, repository, s3  # noqa: E402
+from proxima.platform import from_stack  # noqa: E402
 
 
 def main() -> None:
     info = print_machine()
     settings, config = common.up()
     rows = []
-    for region in config.regions:
+    for region in from_stack(config, settings).regions:
         for dataset in region.datasets:
             if dataset.name != "era5":
                 continue
@@ -32,7 +34,7 @@ def main() -> None:
             ):
                 client.delete_object(Bucket=dataset.bucket, Key=obj["Key"])
             gen = datagen.generate(region, dataset)
-            root = settings.region_root(region.name)
+            root = Path(region.root)
             shutil.rmtree(root / dataset.bucket, ignore_errors=True)
             first = repository.import_region(region, root)
             again = repository.import_region(region, root)

@@ -102,6 +102,7 @@ class Bench:
 
     def __init__(self, settings: ProximaSettings, config: StackConfig) -> None:
         self.settings, self.config = settings, config
+        self.platform = from_stack(config, settings)
         self.env = {
             **os.environ,
             "PROXIMA_STATE_DIR": str(settings.state_dir),
@@ -149,7 +150,7 @@ class Bench:
     def pull(self, specs: dict[str, Any]):
         with ThreadPoolExecutor(len(specs)) as pool:
             parts = list(
-                pool.map(lambda n: pull_partial(self.config.region(n), specs[n]), sorted(specs))
+                pool.map(lambda n: pull_partial(self.platform.region(n), specs[n]), sorted(specs))
             )
         return finalize(combine(parts), "mean")
 
@@ -301,7 +302,7 @@ def main() -> None:
     try:
         testbed.up(config, rate_mbit=10000)  # fast links while setting up
         manager.up(settings, config, progress=lambda m: print(f"  stack: {m}", flush=True))
-        for region in config.regions:
+        for region in bench.platform.regions:
             for ds in region.datasets:
                 if datagen.ensure_generated(region, ds):
                     print(f"  generated {region.name}/{ds.name}", flush=True)

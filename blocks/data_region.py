@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from prefect_aws import AwsCredentials
 from pydantic import Field, SecretStr
 
 
 class DataRegion(Block):
     """A data region: its Dask cluster, its FSx for Lustre mount and its S3 data repository.
+    S3 and FSx calls use the flow's own AWS credentials (on ECS, the task role).
 
     Attributes:
         region: AWS region name.
@@ -57,9 +57,6 @@ class DataRegion(Block):
     fsx_file_system_id: str | None = Field(
         default=None,
         description="FSx file system id; when set, imports run as FSx data repository tasks.",
-    )
-    aws_credentials: AwsCredentials | None = Field(
-        default=None, description="Credentials for S3 and FSx in this region."
     )
     tls_ca_file: str | None = Field(
         default=None,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from prefect_aws import AwsCredentials
 from pydantic import Field, model_validator
+
+from proxima.config import EGRESS_PRICES_DEFAULT
 
 
 class ResultsStore(Block):
-    """A local directory or an S3 bucket/prefix for results (written atomically).
+    """A local directory or an S3 bucket/prefix for results (written atomically), and
+    the region they are combined in. Writes use the flow's own AWS credentials (on ECS,
+    the task role).
 
     Attributes:
         path: A local directory, used when no bucket is set.
@@ -31,8 +34,13 @@ class ResultsStore(Block):
     bucket: str | None = Field(default=None, description="S3 bucket for results.")
     prefix: str = Field(default="results/", description="Key prefix inside the bucket.")
     s3_endpoint: str | None = Field(default=None, description="S3 endpoint URL (non-AWS S3).")
-    aws_credentials: AwsCredentials | None = Field(
-        default=None, description="Credentials to write to the bucket."
+    client_region: str = Field(
+        default="us-east-1",
+        description="The region the results are combined and stored in (the scientist's).",
+    )
+    egress_prices: dict[str, float] = Field(
+        default_factory=lambda: dict(EGRESS_PRICES_DEFAULT),
+        description="USD per GB between regions, keyed 'src->dst', with a 'default'.",
     )
 
     @model_validator(mode="after")

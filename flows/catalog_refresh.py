@@ -22,7 +22,6 @@ from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.platform import load_platform
 from flows.runners import region_cluster, run_regional_subflow
 from proxima import opensearch, repository
 from proxima.catalog import refresh
@@ -31,19 +30,20 @@ from proxima.catalog.model import MAPPING
 from proxima.errors import ConfigurationError, ProximaError
 from proxima.opensearch import CatalogConnection
 from proxima.platform import Platform, Region
+from proxima.platform import load as load_platform
 
 
 @task(name="import-data-repository", retries=2, retry_delay_seconds=5)
 def import_repository(region: Region) -> dict[str, Any]:
     """Bring new and changed objects from S3 into the region's file system."""
-    return repository.import_region(region.config, Path(region.root)).to_dict()
+    return repository.import_region(region, Path(region.root)).to_dict()
 
 
 @task(name="scan-and-diff", retries=1)
 def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
     """Walk the file system and compare it with the region's documents."""
     client = opensearch.connect_catalog(catalog)
-    found = refresh.scan_region(region.config, region.root)
+    found = refresh.scan_region(region, region.root)
     result = refresh.diff(found, refresh.existing(client, index, region.name))
     return {
         "todo": [refresh.candidate_dict(c) for c in result.new + result.changed],

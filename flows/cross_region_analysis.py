@@ -21,7 +21,6 @@ from prefect.artifacts import (
     acreate_table_artifact,
 )
 
-from flows.platform import load_platform
 from flows.runners import region_cluster, regional_runner
 from proxima import opensearch
 from proxima.analysis import results
@@ -30,6 +29,7 @@ from proxima.analysis.kernels import KernelSpec, compute_partial
 from proxima.analysis.plan import Plan, PlanningError, make_plan
 from proxima.analysis.request import AnalysisRequest
 from proxima.platform import Platform, Region
+from proxima.platform import load as load_platform
 from proxima.settings import get_settings
 
 __all__ = ["RegionFailed", "analyze", "cross_region_analysis"]

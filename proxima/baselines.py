@@ -11,10 +11,10 @@ import xarray as xr
 
 from proxima import s3
 from proxima.analysis.kernels import KernelSpec, compute_partial
-from proxima.config import RegionConfig
+from proxima.platform.model import Region
 
 
-def pull_partial(region: RegionConfig, spec: KernelSpec) -> xr.Dataset:
+def pull_partial(region: Region, spec: KernelSpec) -> xr.Dataset:
     """Download every selected asset of the region whole (one GET per object), then
     compute the same partial aggregates on the client with the same kernel, in this
     process. NetCDF assets only.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -133,12 +134,12 @@ def data_generate(
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     from proxima import datagen
-    from proxima.config import load_stack_config
+    from proxima.platform import from_stack
 
     try:
-        config = load_stack_config()
+        platform = from_stack()
         jobs = []
-        for r in [config.region(n) for n in region] if region else config.regions:
+        for r in [platform.region(n) for n in region] if region else platform.regions:
             names = dataset or [d.name for d in r.datasets]
             for name in names:
                 ds = r.dataset(name)
@@ -196,13 +197,12 @@ def data_import(
 ) -> None:
     """Bring each region's S3 buckets into its file system (new, changed, deleted)."""
     from proxima import repository
-    from proxima.config import load_stack_config
-    from proxima.settings import get_settings
+    from proxima.platform import from_stack
 
     try:
-        config = load_stack_config()
-        regions = [config.region(n) for n in region] if region else config.regions
-        reports = [repository.import_region(r, get_settings().region_root(r.name)) for r in regions]
+        platform = from_stack()
+        regions = [platform.region(n) for n in region] if region else platform.regions
+        reports = [repository.import_region(r, Path(r.root)) for r in regions]
     except ProximaError as exc:
         _fail(exc)
         return
@@ -482,8 +482,8 @@ def aws_blocks(
     from pathlib import Path
 
     from blocks import DataRegion, OpenSearchCatalog, ResultsStore
-    from flows.platform import CATALOG_BLOCK, RESULTS_BLOCK
     from proxima.aws_outputs import blocks_from_outputs
+    from proxima.platform.blocks import CATALOG_BLOCK, RESULTS_BLOCK
 
     try:
         fields = blocks_from_outputs(Path(outputs), project)

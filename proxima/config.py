@@ -19,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from proxima.errors import ConfigurationError
 from proxima.settings import ProximaSettings, get_settings
 
+# USD per GB leaving a region, keyed "src->dst", with a "default" (AWS list prices).
+EGRESS_PRICES_DEFAULT: dict[str, float] = {
+    "default": 0.02,
+    "us-east-1->us-east-2": 0.01,
+    "us-east-2->us-east-1": 0.01,
+}
+
 _YEAR_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -174,7 +181,7 @@ class StackConfig(_Strict):
         description="Where the scientist (flow client) sits: results land here.",
     )
     egress_prices: dict[str, float] = Field(
-        default_factory=lambda: {"default": 0.02},
+        default_factory=lambda: dict(EGRESS_PRICES_DEFAULT),
         description="USD per GB between regions, keyed 'src->dst', with a 'default'.",
     )
 

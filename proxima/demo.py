@@ -15,6 +15,7 @@ import xarray as xr
 from proxima import datagen
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import ProximaError
+from proxima.platform import Platform, from_stack
 from proxima.settings import ProximaSettings, get_settings
 from proxima.stack import manager
 from proxima.stack.services import run_prefect
@@ -47,8 +48,8 @@ def _prefect(args: list[str], config: StackConfig, settings: ProximaSettings) ->
     return out
 
 
-def _generate(config: StackConfig, say: Say) -> None:
-    for region in config.regions:
+def _generate(platform: Platform, say: Say) -> None:
+    for region in platform.regions:
         for dataset in region.datasets:
             rep = datagen.ensure_generated(region, dataset)
             if rep is None:
@@ -64,7 +65,7 @@ def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
     """Run the demo; return the answer and figures it printed."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.platform import save_local_blocks
+    from proxima.platform.blocks import save_blocks
 
     settings = settings or get_settings()
     config = load_stack_config(settings=settings)
@@ -72,10 +73,10 @@ def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
     say("[1/6] starting the local stack (Prefect, OpenSearch, Dask + S3 per region)")
     manager.up(settings, config, progress=lambda m: say(f"  {m}"))
     say("[2/6] generating ERA5-like and CMIP6-like data in each region's S3")
-    _generate(config, say)
+    _generate(from_stack(config, settings), say)
     say("[3/6] registering blocks and deploying (prefect --no-prompt deploy --all)")
     with temporary_settings({PREFECT_API_URL: config.prefect.api_url}):
-        saved = save_local_blocks()
+        saved = save_blocks()
     say(f"  blocks: {', '.join(saved)}")
     _prefect(["--no-prompt", "deploy", "--all"], config, settings)
     say("[4/6] prefect deployment run 'catalog-refresh/catalog-refresh' --watch")

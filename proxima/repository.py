@@ -19,9 +19,9 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from proxima import s3
-from proxima.config import RegionConfig
 from proxima.errors import ProximaError
 from proxima.paths import UnsafePath, inside
+from proxima.platform.model import Region
 
 MANIFEST = ".proxima-import.json"
 TMP_MARK = ".proxima-partial-"
@@ -126,7 +126,7 @@ def _prune_empty_dirs(root: Path) -> None:
 
 
 def fsx_import(
-    region: RegionConfig,
+    region: Region,
     paths: list[str],
     poll_s: float = 15.0,
     timeout_s: float = 3600.0,
@@ -164,7 +164,7 @@ def fsx_import(
         time.sleep(poll_s)
 
 
-def import_region(region: RegionConfig, root: Path) -> ImportReport:
+def import_region(region: Region, root: Path) -> ImportReport:
     """Bring every dataset bucket of ``region`` into ``root`` (its file system).
 
     Idempotent: unchanged objects (same ETag and size) are skipped; removed

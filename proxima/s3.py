@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 
-from proxima.config import RegionConfig
+
+class Endpoint(Protocol):
+    """Where a region's S3 data repository answers: a ``Region`` (or the stack file's
+    ``RegionConfig``, which starts it).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def s3_endpoint(self) -> str | None: ...
+
 
 # moto accepts any key; real deployments use the default AWS credential chain.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "proxima", "aws_secret_access_key": "proxima-local"}
@@ -28,7 +39,7 @@ def session(endpoint: str | None) -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
+def client(region: Endpoint, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
     """A boto3 S3 client bound to the region's data-repository endpoint."""
     return session(region.s3_endpoint).client(
         "s3",
@@ -42,7 +53,7 @@ def client(region: RegionConfig, *, connect_timeout: float = 3.0, retries: int =
     )
 
 
-def storage_options(region: RegionConfig) -> dict[str, Any]:
+def storage_options(region: Endpoint) -> dict[str, Any]:
     """fsspec/s3fs options for reading the region's buckets over HTTP."""
     opts: dict[str, Any] = {
         "client_kwargs": {"endpoint_url": region.s3_endpoint, "region_name": region.name}

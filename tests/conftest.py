@@ -71,13 +71,17 @@ def stack(settings: ProximaSettings, config: StackConfig) -> Iterator[StackConfi
 @pytest.fixture(scope="session")
 def data(stack: StackConfig, settings: ProximaSettings) -> StackConfig:
     """Every dataset of the test configuration generated (seed 42) and imported."""
-    from proxima import datagen, repository
+    from pathlib import Path
 
-    for region in stack.regions:
+    from proxima import datagen, repository
+    from proxima.platform import from_stack
+
+    platform = from_stack(stack, settings)
+    for region in platform.regions:
         for dataset in region.datasets:
             datagen.ensure_generated(region, dataset, seed=SEED)
-    for region in stack.regions:
-        repository.import_region(region, settings.region_root(region.name))
+    for region in platform.regions:
+        repository.import_region(region, Path(region.root))
     return stack
 
 
@@ -101,10 +105,10 @@ def deployed(catalog, stack, settings):
     """Blocks saved and `prefect --no-prompt deploy --all` run against the test server."""
     import subprocess
 
-    from flows.platform import save_local_blocks
+    from proxima.platform.blocks import save_blocks
     from proxima.stack.services import BIN, client_env
 
-    save_local_blocks()
+    save_blocks()
     out = subprocess.run(
         [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
         env=client_env(stack, settings),

@@ -352,9 +352,9 @@ def test_result_file_is_complete_netcdf_with_provenance(catalog, settings):
 def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack, settings):
     from blocks.data_region import DataRegion
     from flows.cross_region_analysis import RegionFailed
-    from flows.platform import save_local_blocks
+    from proxima.platform.blocks import save_blocks
 
-    save_local_blocks()
+    save_blocks()
     broken = DataRegion.load("us-west-2")
     broken.scheduler_address = "tcp://127.0.0.1:9"  # nothing listens there
     broken.save("us-west-2", overwrite=True)
@@ -370,7 +370,7 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
         assert not (settings.state_dir / "results" / "partial-check.nc").exists()
         summary, result = _run({**request, "allow_partial": True})
     finally:
-        save_local_blocks()
+        save_blocks()
     assert summary["missing_regions"] == ["us-west-2"]
     assert result.attrs["coverage"] == "partial: missing us-west-2"
     assert [r["region"] for r in summary["regions"]] == ["us-east-1"]
@@ -392,13 +392,13 @@ def test_zarr_output(catalog):
 
 def test_results_store_in_s3(catalog, stack, settings):
     from blocks.results_store import ResultsStore
-    from flows.platform import save_local_blocks
     from proxima import s3
+    from proxima.platform.blocks import save_blocks
 
     region = stack.region("us-east-1")
     client = s3.client(region)
     s3.ensure_bucket(client, "proxima-results", region.name)
-    save_local_blocks()
+    save_blocks()
     ResultsStore(bucket="proxima-results", prefix="runs/", s3_endpoint=region.s3_endpoint).save(
         "proxima-results", overwrite=True
     )
@@ -409,7 +409,7 @@ def test_results_store_in_s3(catalog, stack, settings):
             )
         )
     finally:
-        save_local_blocks()
+        save_blocks()
     assert summary["result_uri"] == "s3://proxima-results/runs/s3-check.nc"
     body = client.get_object(Bucket="proxima-results", Key="runs/s3-check.nc")["Body"].read()
     assert body == Path(summary["result_path"]).read_bytes()

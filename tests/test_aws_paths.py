@@ -123,13 +123,9 @@ def test_cloud_cluster_uses_existing_resources_only():
 
 def test_regional_runner_binds_an_address_or_an_ecs_cluster_on_existing_resources():
     from flows.runners import ECS_CLUSTER, regional_runner
-    from proxima.config import RegionConfig
     from proxima.platform import Region
 
-    cfg = RegionConfig(name="us-west-2")
-    bound = regional_runner(
-        Region(name="us-west-2", scheduler_address="tls://s:8786", root="/fsx", config=cfg)
-    )
+    bound = regional_runner(Region(name="us-west-2", scheduler_address="tls://s:8786", root="/fsx"))
     assert bound.address == "tls://s:8786"
     spec = {
         "cluster_arn": "arn:aws:ecs:us-west-2:1:cluster/c",
@@ -141,9 +137,9 @@ def test_regional_runner_binds_an_address_or_an_ecs_cluster_on_existing_resource
         "image": "img:1",
         "region": "us-west-2",
     }
-    runner = regional_runner(Region(name="us-west-2", cluster_spec=spec, root="/fsx", config=cfg))
+    runner = regional_runner(Region(name="us-west-2", cluster_spec=spec, root="/fsx"))
     assert runner.cluster_class == ECS_CLUSTER or runner.cluster_class.__name__ == "ECSCluster"
     assert runner.cluster_kwargs["cluster_arn"] == spec["cluster_arn"]
     assert runner.cluster_kwargs["skip_cleanup"] is True
     with pytest.raises(ConfigurationError, match="neither"):
-        regional_runner(Region(name="us-west-2", root="/fsx", config=cfg))
+        regional_runner(Region(name="us-west-2", root="/fsx"))

@@ -17,14 +17,15 @@ from proxima.catalog.geo import wrap180
 from proxima.catalog.model import MAPPING
 from proxima.catalog.search import CatalogQuery, facet_counts, search
 from proxima.datagen import era5
+from proxima.platform import from_stack
 
 CFT = xr.coders.CFDatetimeCoder(use_cftime=True)
 
 
 def _all_assets(config, settings):
     out = []
-    for region in config.regions:
-        for cand in refresh.scan_region(region, str(settings.region_root(region.name))):
+    for region in from_stack(config, settings).regions:
+        for cand in refresh.scan_region(region, region.root):
             out.append((region.name, cand))
     return out
 

@@ -17,6 +17,7 @@ from proxima import datagen, repository, s3
 from proxima.config import DatasetConfig
 from proxima.datagen import fields
 from proxima.datagen.era5 import VARIABLES as ERA5_VARS
+from proxima.platform import from_stack
 
 CFT = xr.coders.CFDatetimeCoder(use_cftime=True)
 
@@ -73,7 +74,7 @@ def test_cmip6_store_decodes_its_calendar_and_facets(data, settings):
 
 
 def _scratch(stack, bucket: str):
-    region = stack.region("us-east-1")
+    region = from_stack(stack).region("us-east-1")
     ds = DatasetConfig(
         name=bucket,
         kind="era5",
@@ -116,8 +117,8 @@ def test_killed_import_leaves_no_partial_file_under_a_final_name(stack, tmp_path
     client.put_object(Bucket="scratch-kill", Key="big/file.nc", Body=payload)
     script = (
         "import sys; from pathlib import Path; from proxima import repository;"
-        "from proxima.config import RegionConfig;"
-        "r = RegionConfig.model_validate_json(sys.argv[1]);"
+        "from proxima.platform import Region;"
+        "r = Region.model_validate_json(sys.argv[1]);"
         "repository.import_region(r, Path(sys.argv[2]))"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, region.model_dump_json(), str(tmp_path)])
@@ -146,7 +147,7 @@ def test_killed_import_leaves_no_partial_file_under_a_final_name(stack, tmp_path
     ],
 )
 def test_bad_generation_requests_write_nothing(stack, update, message):
-    region = stack.region("us-east-1")
+    region = from_stack(stack).region("us-east-1")
     ds = DatasetConfig(
         name="refused",
         kind="era5",
@@ -162,7 +163,11 @@ def test_bad_generation_requests_write_nothing(stack, update, message):
 
 
 def test_unreachable_endpoint_is_a_clear_error(stack):
-    region = stack.region("us-east-1").model_copy(update={"s3_port": 1})
+    region = (
+        from_stack(stack)
+        .region("us-east-1")
+        .model_copy(update={"s3_endpoint": "http://127.0.0.1:1"})
+    )
     ds = DatasetConfig(
         name="x",
         kind="era5",

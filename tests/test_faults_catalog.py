@@ -21,6 +21,7 @@ from proxima import opensearch
 from proxima.catalog import extract as extract_module
 from proxima.catalog import refresh
 from proxima.pids import alive
+from proxima.platform import from_stack
 from proxima.stack import manager
 from tests import faults
 
@@ -29,11 +30,11 @@ pytestmark = pytest.mark.reliability
 
 def _catalog_matches_files(os_client, config, settings, region: str) -> dict[str, int]:
     """Assert the region's documents are exactly its files at their current (size, mtime)."""
-    alias = config.opensearch.alias
+    alias, root = config.opensearch.alias, str(settings.region_root(region))
     os_client.indices.refresh(index=alias)
     files = {
         c.id: (c.size, c.mtime_ns)
-        for c in refresh.scan_region(config.region(region), str(settings.region_root(region)))
+        for c in refresh.scan_region(from_stack(config, settings).region(region), root)
     }
     docs = refresh.existing(os_client, alias, region)
     assert docs == files, {
@@ -138,7 +139,7 @@ def test_two_refreshes_of_one_region_at_once_keep_the_newest(
     alias, root = config.opensearch.alias, str(settings.region_root(region))
     _touch_all(settings, region)
     slow = refresh.diff(
-        refresh.scan_region(config.region(region), root),
+        refresh.scan_region(from_stack(config, settings).region(region), root),
         refresh.existing(os_client, alias, region),
     )
     older = [

@@ -149,7 +149,7 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
     from pydantic import SecretStr
 
     from blocks.opensearch_catalog import OpenSearchCatalog
-    from flows.platform import CATALOG_BLOCK, save_local_blocks
+    from proxima.platform.blocks import CATALOG_BLOCK, save_blocks
 
     password = f"c4n4ry-{uuid.uuid4().hex}"
     tls_key_body = max(
@@ -202,7 +202,7 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
         ).text
         assert password in docs and tls_key_body in docs.replace("\\n", "\n")
     finally:
-        save_local_blocks()
+        save_blocks()
     for out in (refresh, analysis):
         assert out.returncode == 0 and "Completed" in out.stdout, out.stdout[-2000:]
     haystacks = [refresh.stdout + refresh.stderr, analysis.stdout + analysis.stderr]

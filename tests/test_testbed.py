@@ -20,6 +20,7 @@ from proxima.analysis.plan import make_plan
 from proxima.analysis.request import AnalysisRequest
 from proxima.baselines import pull_partial
 from proxima.config import load_stack_config
+from proxima.platform import from_stack
 from proxima.settings import ProximaSettings
 from proxima.stack import manager
 
@@ -57,7 +58,7 @@ def bed(tmp_path_factory):
     try:
         testbed.up(config, rate_mbit=100)
         manager.up(settings, config)
-        for region in config.regions:
+        for region in from_stack(config, settings).regions:
             for dataset in region.datasets:
                 datagen.generate(region, dataset)
         out = subprocess.run(
@@ -119,7 +120,7 @@ def test_links_carry_dask_only_over_mutual_tls(bed):
 
 
 def test_proxima_moves_result_sized_bytes_and_50x_less_than_pulling(bed, tmp_path):
-    _settings, config, env = bed
+    settings, config, env = bed
     request_file = tmp_path / "request.json"
     request_file.write_text(json.dumps(REQUEST))
     before = testbed.counters(config)
@@ -141,9 +142,10 @@ def test_proxima_moves_result_sized_bytes_and_50x_less_than_pulling(bed, tmp_pat
         config.opensearch.alias,
         "client",
     )
+    platform = from_stack(config, settings)
     before = testbed.counters(config)
     parts = [
-        pull_partial(config.region(r.region), r.spec) for s in plan.selections for r in s.regions
+        pull_partial(platform.region(r.region), r.spec) for s in plan.selections for r in s.regions
     ]
     pull_bytes = testbed.delta(before, testbed.counters(config))
     pulled = finalize(combine(parts), "mean")

@@ -18,9 +18,9 @@ from proxima.analysis.kernels import AssetRef, KernelSpec
 from proxima.analysis.partials import SEASONS, fields
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
 from proxima.catalog.search import CatalogQuery, known_variables, search
+from proxima.config import EGRESS_PRICES_DEFAULT
 from proxima.errors import ProximaError
 
-DEFAULT_PRICES = {"default": 0.02, "us-east-1->us-east-2": 0.01, "us-east-2->us-east-1": 0.01}
 GB = 1e9
 
 
@@ -95,7 +95,7 @@ def price_per_gb(prices: dict[str, float], source: str, dest: str) -> float:
     """Inter-region transfer price per GB (0 inside a region)."""
     if source == dest:
         return 0.0
-    return prices.get(f"{source}->{dest}", prices.get("default", 0.02))
+    return prices.get(f"{source}->{dest}", prices.get("default", EGRESS_PRICES_DEFAULT["default"]))
 
 
 def _day_key(value: date) -> int:
@@ -312,7 +312,7 @@ def make_plan(
         PlanningError: Unknown variable, empty selection, ambiguous or mixed
             selection, bad conversion, or estimates above the request's guards.
     """
-    prices = prices or DEFAULT_PRICES
+    prices = prices or EGRESS_PRICES_DEFAULT
     sels = [("selection", request.selection)]
     if request.baseline is not None:
         sels.append(("baseline", request.baseline))

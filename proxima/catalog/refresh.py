@@ -16,7 +16,7 @@ from opensearchpy import OpenSearch
 from proxima import opensearch, repository
 from proxima.catalog.extract import tree_stat
 from proxima.catalog.model import asset_id
-from proxima.config import RegionConfig
+from proxima.platform.model import Region
 
 ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
 
@@ -53,7 +53,7 @@ class Diff:
         }
 
 
-def scan_region(region: RegionConfig, root: str) -> list[Candidate]:
+def scan_region(region: Region, root: str) -> list[Candidate]:
     """Every NetCDF file and Zarr store under the region's dataset buckets."""
     found: list[Candidate] = []
     for dataset in region.datasets:

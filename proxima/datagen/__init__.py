@@ -13,10 +13,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from proxima import s3
-from proxima.config import DatasetConfig, RegionConfig
+from proxima.config import DatasetConfig
 from proxima.datagen import cmip6, era5
 from proxima.datagen.fields import grid
 from proxima.errors import ProximaError
+from proxima.platform.model import Region
 
 MAX_BYTES_DEFAULT = 20 * 2**30
 
@@ -94,7 +95,7 @@ def _upload_tree(client: Any, bucket: str, root: Path, prefix: str) -> int:
 
 
 def ensure_generated(
-    region: RegionConfig, dataset: DatasetConfig, *, seed: int = 42
+    region: Region, dataset: DatasetConfig, *, seed: int = 42
 ) -> GenerateReport | None:
     """Generate ``dataset`` unless its bucket already holds objects.
 
@@ -112,7 +113,7 @@ def ensure_generated(
 
 
 def generate(
-    region: RegionConfig,
+    region: Region,
     dataset: DatasetConfig,
     *,
     seed: int = 42,

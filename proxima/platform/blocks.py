@@ -1,11 +1,13 @@
-"""How flows find the platform: Prefect blocks when saved, else the local stack file."""
+"""The platform from Prefect blocks (a deployment), and the local stack saved as blocks."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
@@ -13,17 +15,19 @@ from pydantic import SecretStr
 from blocks.data_region import DataRegion
 from blocks.opensearch_catalog import OpenSearchCatalog
 from blocks.results_store import ResultsStore
-from proxima.config import DatasetConfig, RegionConfig
+from proxima.config import DatasetConfig
 from proxima.dask_tls import DaskTls
 from proxima.errors import ConfigurationError
 from proxima.opensearch import CatalogConnection
-from proxima.platform import Platform, Region, from_stack
+from proxima.platform.model import Platform, Region
+from proxima.platform.stack import from_stack
 
 CATALOG_BLOCK = "proxima-catalog"
 RESULTS_BLOCK = "proxima-results"
 
 
-def _region_names() -> list[str]:
+def region_names() -> list[str]:
+    """The names of the saved DataRegion documents (none: no blocks, or no server)."""
     try:
         with get_client(sync_client=True) as client:
             docs = client.read_block_documents_by_type(DataRegion.get_block_type_slug())
@@ -42,22 +46,16 @@ def region_from_block(block: DataRegion) -> Region:
                 "tls_client_key are required too (the scheduler refuses clients without them)"
             )
         tls = DaskTls(ca=block.tls_ca_file, cert=block.tls_client_cert, key=block.tls_client_key)
-    config = RegionConfig(
-        name=block.region,
-        tls=tls is not None,
-        scheduler_url=block.scheduler_address,
-        s3_url=block.s3_endpoint or "aws",
-        datasets=[DatasetConfig.model_validate(d) for d in block.datasets],
-        fsx_file_system_id=block.fsx_file_system_id,
-    )
     return Region(
         name=block.region,
-        scheduler_address=config.scheduler_address if block.scheduler_address else None,
+        scheduler_address=block.scheduler_address,
         cluster_spec=block.cluster_spec,
         dashboard_url=block.dashboard_url,
         tls=tls,
         root=block.mount,
-        config=config,
+        s3_endpoint=block.s3_endpoint,
+        datasets=[DatasetConfig.model_validate(d) for d in block.datasets],
+        fsx_file_system_id=block.fsx_file_system_id,
     )
 
 
@@ -78,23 +76,29 @@ def catalog_connection(block: OpenSearchCatalog) -> CatalogConnection:
     )
 
 
-def load_platform() -> Platform:
-    """The platform of the current run: from blocks when saved, else the stack file."""
-    names = _region_names()
-    if not names:
-        return from_stack()
-    catalog = cast(OpenSearchCatalog, OpenSearchCatalog.load(CATALOG_BLOCK))
-    results = cast(ResultsStore, ResultsStore.load(RESULTS_BLOCK))
-    fallback = from_stack()
+def _load(kind: type[Block], name: str) -> Block:
+    loaded: Block = kind.load(name, _sync=True)  # type: ignore[call-arg,assignment]
+    return loaded
+
+
+def from_blocks(names: list[str]) -> Platform:
+    """The platform the saved blocks describe: the DataRegions ``names``, the catalog
+    and the results store. No stack file is read.
+
+    ``_sync=True``: ``Block.load`` returns a coroutine when called inside an
+    asynchronous flow, and this function serves both kinds.
+    """
+    catalog = cast(OpenSearchCatalog, _load(OpenSearchCatalog, CATALOG_BLOCK))
+    results = cast(ResultsStore, _load(ResultsStore, RESULTS_BLOCK))
     return Platform(
-        regions=[region_from_block(cast(DataRegion, DataRegion.load(n))) for n in names],
+        regions=[region_from_block(cast(DataRegion, _load(DataRegion, n))) for n in names],
         catalog=catalog_connection(catalog),
-        results_dir=results.path or fallback.results_dir,
+        results_dir=results.path or str(Path(tempfile.gettempdir()) / "proxima-results"),
         results_bucket=results.bucket,
         results_prefix=results.prefix,
         results_s3_endpoint=results.s3_endpoint,
-        client_region=fallback.client_region,
-        egress_prices=fallback.egress_prices,
+        client_region=results.client_region,
+        egress_prices=results.egress_prices,
     )
 
 
@@ -107,8 +111,9 @@ def _pem(tls: DaskTls) -> dict[str, Any]:
     }
 
 
-def save_local_blocks(platform: Platform | None = None) -> list[str]:
-    """Register the block types and save the local stack's block documents.
+def save_blocks(platform: Platform | None = None) -> list[str]:
+    """Register the block types and save ``platform`` (default: the local stack's) as
+    block documents.
 
     Returns:
         The names of the saved documents.
@@ -118,22 +123,25 @@ def save_local_blocks(platform: Platform | None = None) -> list[str]:
         block.register_type_and_schema()
     saved = []
     for region in platform.regions:
-        cfg = region.config
         tls = _pem(region.tls) if region.tls else {}
         DataRegion(
             region=region.name,
             scheduler_address=region.scheduler_address,
             dashboard_url=region.dashboard_url,
             mount=region.root,
-            data_repository_uri=",".join(f"s3://{d.bucket}" for d in cfg.datasets),
-            s3_endpoint=cfg.s3_endpoint,
-            datasets=[d.model_dump() for d in cfg.datasets],
-            fsx_file_system_id=cfg.fsx_file_system_id,
+            data_repository_uri=",".join(f"s3://{d.bucket}" for d in region.datasets),
+            s3_endpoint=region.s3_endpoint,
+            datasets=[d.model_dump() for d in region.datasets],
+            fsx_file_system_id=region.fsx_file_system_id,
             **tls,
         ).save(region.name, overwrite=True)
         saved.append(region.name)
-    OpenSearchCatalog(hosts=[platform.opensearch_endpoint], alias=platform.catalog_alias).save(
+    OpenSearchCatalog(hosts=platform.catalog.hosts, alias=platform.catalog_alias).save(
         CATALOG_BLOCK, overwrite=True
     )
-    ResultsStore(path=platform.results_dir).save(RESULTS_BLOCK, overwrite=True)
+    ResultsStore(
+        path=platform.results_dir,
+        client_region=platform.client_region,
+        egress_prices=platform.egress_prices,
+    ).save(RESULTS_BLOCK, overwrite=True)
     return [*saved, CATALOG_BLOCK, RESULTS_BLOCK]

@@ -1,26 +1,24 @@
-"""Where things are: the regions, the catalog and the results store, as one typed object.
+"""The one runtime model of the platform: its regions, catalog and results store.
 
-Flows never hard-code endpoints: they build a :class:`Platform` from Prefect blocks
-when those exist (deployments), or from the stack configuration (local runs, tests).
+Built by ``proxima.platform.load()`` from Prefect blocks (deployments) or from the
+stack file (local runs, tests); every domain function takes these types.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from distributed.security import Security
 from pydantic import BaseModel, Field
 
-from proxima.config import DatasetConfig, RegionConfig, StackConfig, load_stack_config
-from proxima.dask_tls import DaskTls, TlsFiles
+from proxima.config import EGRESS_PRICES_DEFAULT, DatasetConfig
+from proxima.dask_tls import DaskTls
 from proxima.errors import ConfigurationError
 from proxima.opensearch import CatalogConnection
-from proxima.settings import ProximaSettings, get_settings
 
 
 class Region(BaseModel):
-    """A data region as the flows see it."""
+    """A data region: its Dask cluster, its file system and its S3 data repository."""
 
     name: str
     scheduler_address: str | None = None
@@ -32,12 +30,21 @@ class Region(BaseModel):
         default=None, description="Client credentials when the scheduler is TLS-only."
     )
     root: str = Field(description="The region's file-system mount (FSx for Lustre).")
-    config: RegionConfig
+    s3_endpoint: str | None = Field(
+        default=None, description="The data repository's S3 endpoint (None: AWS's own)."
+    )
+    datasets: list[DatasetConfig] = Field(default_factory=list)
+    fsx_file_system_id: str | None = Field(
+        default=None, description="When set, imports run as FSx data repository tasks."
+    )
 
-    @property
-    def datasets(self) -> list[DatasetConfig]:
-        """Datasets held in the region."""
-        return self.config.datasets
+    def dataset(self, name: str) -> DatasetConfig:
+        """The dataset ``name`` held in this region."""
+        for dataset in self.datasets:
+            if dataset.name == name:
+                return dataset
+        known = ", ".join(d.name for d in self.datasets) or "none"
+        raise ConfigurationError(f"region {self.name} has no dataset {name!r} (it has: {known})")
 
     def dask_security(self) -> Security | None:
         """What a client needs to connect to the region's scheduler (None: plain TCP)."""
@@ -54,7 +61,7 @@ class Platform(BaseModel):
     results_prefix: str = "results/"
     results_s3_endpoint: str | None = None
     client_region: str = "us-east-1"
-    egress_prices: dict[str, float] = Field(default_factory=lambda: {"default": 0.02})
+    egress_prices: dict[str, float] = Field(default_factory=lambda: dict(EGRESS_PRICES_DEFAULT))
 
     def region(self, name: str) -> Region:
         """The region ``name``, or an error listing those that exist."""
@@ -78,30 +85,3 @@ class Platform(BaseModel):
     def region_names(self) -> list[str]:
         """All region names."""
         return [r.name for r in self.regions]
-
-
-def from_stack(
-    config: StackConfig | None = None, settings: ProximaSettings | None = None
-) -> Platform:
-    """The platform of the local stack."""
-    settings = settings or get_settings()
-    config = config or load_stack_config(settings=settings)
-    return Platform(
-        regions=[
-            Region(
-                name=r.name,
-                scheduler_address=r.scheduler_address,
-                dashboard_url=r.dashboard_url,
-                tls=TlsFiles(directory=settings.tls_dir).client() if r.tls else None,
-                root=str(settings.region_root(r.name)),
-                config=r,
-            )
-            for r in config.regions
-        ],
-        catalog=CatalogConnection(
-            hosts=[config.opensearch.endpoint], alias=config.opensearch.alias
-        ),
-        results_dir=str(Path(settings.state_dir) / "results"),
-        client_region=config.client_region,
-        egress_prices=config.egress_prices,
-    )
