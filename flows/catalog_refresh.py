@@ -40,21 +40,15 @@ def import_repository(region: Region) -> dict[str, Any]:
 
 
 @task(name="scan-and-diff", retries=1)
-def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
+def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> refresh.Diff:
     """Walk the file system and compare it with the region's documents."""
     client = opensearch.connect_catalog(catalog)
     found = refresh.scan_region(region, region.root)
-    result = refresh.diff(found, refresh.existing(client, index, region.name))
-    return {
-        "todo": [refresh.candidate_dict(c) for c in result.new + result.changed],
-        "deleted": result.deleted,
-        "counts": result.summary(),
-        "bytes": sum(c.size for c in found),
-    }
+    return refresh.diff(found, refresh.existing(client, index, region.name))
 
 
 @task(name="extract-headers")
-def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def extract_headers(region: Region, todo: list[refresh.Candidate]) -> list[dict[str, Any]]:
     """Read headers of new and changed assets in parallel on the region's workers."""
     if not todo:
         return []
@@ -65,11 +59,11 @@ def extract_headers(region: Region, todo: list[dict[str, Any]]) -> list[dict[str
         futures = client.map(
             extract,
             [region.root] * len(todo),
-            [c["relpath"] for c in todo],
+            [c.relpath for c in todo],
             [region.name] * len(todo),
-            [c["dataset"] for c in todo],
-            [c["bucket"] for c in todo],
-            [c["etag"] for c in todo],
+            [c.dataset for c in todo],
+            [c.bucket for c in todo],
+            [c.etag for c in todo],
             pure=False,
         )
         docs: list[dict[str, Any]] = client.gather(futures)
@@ -99,16 +93,16 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     # run it in the flow's own process, far from the data.
     imported = import_repository.submit(region).result()
     plan = scan_and_diff.submit(region, catalog, index).result()
-    docs = extract_headers.submit(region, plan["todo"]).result()
-    written = write_catalog.submit(catalog, index, docs, plan["deleted"]).result()
+    docs = extract_headers.submit(region, plan.todo).result()
+    written = write_catalog.submit(catalog, index, docs, plan.deleted).result()
     quarantined = [d["path"] for d in docs if d.get("quarantined")]
     return {
         "region": region.name,
-        **plan["counts"],
+        **plan.summary(),
         "quarantined": len(quarantined),
         "superseded": written["superseded"],
         "quarantined_paths": quarantined,
-        "bytes": plan["bytes"],
+        "bytes": plan.scanned_bytes,
         "imported_bytes": imported["bytes_copied"],
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -177,41 +171,16 @@ def _refresh(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     alias = platform.catalog_alias
-    current = opensearch.ensure_alias(client, alias, MAPPING)
-    target = current
+    target = opensearch.ensure_alias(client, alias, MAPPING)
     if full_rebuild:
-        orphans = opensearch.cleanup_orphans(client, alias)  # left by a killed rebuild
+        others = sorted(set(platform.region_names) - {r.name for r in selected})
+        target, orphans = refresh.prepare_rebuild(client, alias, keep=others)
         if orphans:
             logger.warning("removed orphaned catalog indices %s", orphans)
-        target = opensearch.new_index_name(alias)
-        opensearch.create_index(client, target, MAPPING)
-        others = [n for n in platform.region_names if n not in {r.name for r in selected}]
-        if others:  # keep the regions not being rebuilt
-            client.reindex(
-                body={
-                    "source": {"index": current, "query": {"terms": {"region": others}}},
-                    "dest": {"index": target},
-                },
-                refresh=True,
-            )
-    progress = create_progress_artifact(
-        progress=0.0, key="catalog-refresh-progress", description="regions refreshed"
-    )
-    futures = [run_region.submit(r, platform.catalog, target) for r in selected]
-    results, failures = [], []
-    for done, future in enumerate(as_completed(futures), start=1):
-        try:
-            results.append(future.result())
-        except Exception as exc:
-            failures.append(str(exc))
-        update_progress_artifact(cast(UUID, progress), progress=100.0 * done / len(futures))
+    results, failures = _run_regions(platform, selected, target)
     if full_rebuild:
-        if failures:
-            client.indices.delete(index=target, ignore_unavailable=True)
-        else:
-            old = opensearch.swap_alias(client, alias, target)
-            if old:
-                client.indices.delete(index=old, ignore_unavailable=True)
+        old = refresh.finish_rebuild(client, alias, target, succeeded=not failures)
+        if not failures:
             logger.info("alias %s now points at %s (was %s)", alias, target, old)
     create_table_artifact(
         key="catalog-refresh-summary",
@@ -221,3 +190,21 @@ def _refresh(
     if failures:
         raise ProximaError(f"catalog refresh failed in {len(failures)} region(s): {failures}")
     return {"index": target, "regions": sorted(results, key=lambda r: r["region"])}
+
+
+def _run_regions(
+    platform: Platform, selected: list[Region], index: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every selected region's subflow at once, with a progress artifact."""
+    progress = create_progress_artifact(
+        progress=0.0, key="catalog-refresh-progress", description="regions refreshed"
+    )
+    futures = [run_region.submit(r, platform.catalog, index) for r in selected]
+    results, failures = [], []
+    for done, future in enumerate(as_completed(futures), start=1):
+        try:
+            results.append(future.result())
+        except Exception as exc:
+            failures.append(str(exc))
+        update_progress_artifact(cast(UUID, progress), progress=100.0 * done / len(futures))
+    return results, failures

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from proxima.errors import ProximaError
 from proxima.stack import manager
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(help="Proxima: analyses next to the data, across regions.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack: Prefect, OpenSearch, Dask and S3 per region.")
@@ -53,13 +60,40 @@ def _prefect_client_settings() -> Any:
     return temporary_settings(updates)
 
 
+def _platform() -> Any:
+    """The platform as the flows see it: from the saved blocks (their catalog
+    credentials included) when there are any, else from the stack file.
+    """
+    from proxima.platform import load
+
+    with _prefect_client_settings():
+        return load()
+
+
 console = Console()
 err = Console(stderr=True)
 
 
-def _fail(exc: ProximaError) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+def _fail(exc: ProximaError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(1)
+
+
+def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """One error path for every command: a ProximaError (or a pydantic validation
+    error) is one red line and exit status 1, never a traceback.
+    """
+
+    @functools.wraps(command)
+    def reported(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ProximaError as exc:
+            _fail(exc)
+        except ValidationError as exc:
+            _fail(ProximaError(str(exc)))
+
+    return reported
 
 
 def _table(rows: list[manager.ServiceStatus]) -> Table:
@@ -79,38 +113,29 @@ def _table(rows: list[manager.ServiceStatus]) -> Table:
 
 
 @stack_app.command("up")
+@_user_errors
 def stack_up() -> None:
     """Start every service and wait until all are healthy (idempotent)."""
-    try:
-        with console.status("starting the stack") as spinner:
-            rows = manager.up(progress=lambda msg: spinner.update(msg))
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    with console.status("starting the stack") as spinner:
+        rows = manager.up(progress=lambda msg: spinner.update(msg))
     console.print(_table(rows))
 
 
 @stack_app.command("down")
+@_user_errors
 def stack_down() -> None:
     """Stop everything the stack started."""
-    try:
-        stopped = manager.down(progress=console.print)
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    stopped = manager.down(progress=console.print)
     console.print(f"stopped {len(stopped)} process(es)")
 
 
 @stack_app.command("status")
+@_user_errors
 def stack_status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show each service's URL, PID and health; exit 1 unless all are healthy."""
-    try:
-        rows = manager.status()
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    rows = manager.status()
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     else:
@@ -120,6 +145,7 @@ def stack_status(
 
 
 @data_app.command("generate")
+@_user_errors
 def data_generate(
     region: list[str] = typer.Option(None, "--region", help="Region(s); default all."),
     dataset: list[str] = typer.Option(None, "--dataset", help="Dataset(s); default all."),
@@ -172,9 +198,8 @@ def data_generate(
                         r, ds, seed=seed, max_bytes=int(max_gb * 2**30), on_progress=advance
                     )
                 )
-    except (ProximaError, ValueError) as exc:
-        _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
-        return
+    except ValueError as exc:
+        raise ProximaError(str(exc)) from exc
     except KeyboardInterrupt:
         err.print("interrupted: objects already uploaded are complete; nothing partial was left")
         raise typer.Exit(130) from None
@@ -191,6 +216,7 @@ def data_generate(
 
 
 @data_app.command("import")
+@_user_errors
 def data_import(
     region: list[str] = typer.Option(None, "--region", help="Region(s); default all."),
     as_json: bool = typer.Option(False, "--json"),
@@ -199,13 +225,9 @@ def data_import(
     from proxima import repository
     from proxima.platform import from_stack
 
-    try:
-        platform = from_stack()
-        regions = [platform.region(n) for n in region] if region else platform.regions
-        reports = [repository.import_region(r, Path(r.root)) for r in regions]
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    platform = from_stack()
+    regions = [platform.region(n) for n in region] if region else platform.regions
+    reports = [repository.import_region(r, Path(r.root)) for r in regions]
     if as_json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
         return
@@ -217,6 +239,7 @@ def data_import(
 
 
 @catalog_app.command("refresh")
+@_user_errors
 def catalog_refresh_cmd(
     region: list[str] = typer.Option(None, "--region", help="Region(s); default all."),
     full: bool = typer.Option(False, "--full", help="Rebuild into a new index, swap alias."),
@@ -225,12 +248,8 @@ def catalog_refresh_cmd(
     """Run the catalog-refresh flow (each region on its own Dask cluster)."""
     from flows.catalog_refresh import catalog_refresh
 
-    try:
-        with _prefect_client_settings():
-            out = catalog_refresh(regions=region or None, full_rebuild=full)
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    with _prefect_client_settings():
+        out = catalog_refresh(regions=region or None, full_rebuild=full)
     if as_json:
         print(json.dumps(out, indent=2))
         return
@@ -244,6 +263,7 @@ def catalog_refresh_cmd(
 
 
 @catalog_app.command("search")
+@_user_errors
 def catalog_search(
     variable: str = typer.Option(None, help="Variable name or CF standard_name."),
     dataset: str = typer.Option(None),
@@ -258,31 +278,26 @@ def catalog_search(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Search the catalog; results grouped by region, with facet counts."""
-    from pydantic import ValidationError
-
     from proxima import opensearch
     from proxima.catalog.search import CatalogQuery, facet_counts, search
-    from proxima.config import load_stack_config
 
-    try:
-        facets = dict(f.split("=", 1) for f in facet or [])
-        query = CatalogQuery(
-            variable=variable,
-            dataset=dataset,
-            start=start,
-            end=end,
-            bbox=list(bbox) if bbox else None,
-            facets=facets,
-            text=text,
-            include_quarantined=quarantined,
-        )
-        cfg = load_stack_config()
-        client = opensearch.connect(cfg.opensearch.endpoint)
-        result = search(client, cfg.opensearch.alias, query)
-        counts = facet_counts(client, cfg.opensearch.alias, query)
-    except (ProximaError, ValidationError, ValueError) as exc:
-        _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
-        return
+    bad = [f for f in facet or [] if "=" not in f]
+    if bad:
+        raise ProximaError(f"--facet takes KEY=VALUE, got {bad}")
+    query = CatalogQuery(
+        variable=variable,
+        dataset=dataset,
+        start=start,
+        end=end,
+        bbox=list(bbox) if bbox else None,
+        facets=dict(f.split("=", 1) for f in facet or []),
+        text=text,
+        include_quarantined=quarantined,
+    )
+    platform = _platform()
+    client = opensearch.connect_catalog(platform.catalog)
+    result = search(client, platform.catalog_alias, query)
+    counts = facet_counts(client, platform.catalog_alias, query)
     if as_json:
         print(
             json.dumps(
@@ -311,6 +326,7 @@ def catalog_search(
 
 
 @catalog_app.command("export")
+@_user_errors
 def catalog_export(
     out: str = typer.Argument(..., help="Output directory."),
     region: str = typer.Option(None),
@@ -322,25 +338,22 @@ def catalog_export(
     from proxima import opensearch
     from proxima.catalog import export
     from proxima.catalog.search import CatalogQuery, search
-    from proxima.config import load_stack_config
-    from proxima.settings import get_settings
 
+    platform = _platform()
+    client = opensearch.connect_catalog(platform.catalog)
+    query = CatalogQuery(region=region, dataset=dataset)
+    assets = search(client, platform.catalog_alias, query).assets
+    roots = {r.name: r.root for r in platform.regions}
     try:
-        cfg = load_stack_config()
-        client = opensearch.connect(cfg.opensearch.endpoint)
-        assets = search(
-            client, cfg.opensearch.alias, CatalogQuery(region=region, dataset=dataset)
-        ).assets
-        roots = {r.name: str(get_settings().region_root(r.name)) for r in cfg.regions}
         written = export.write_all(assets, roots, Path(out))
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    except OSError as exc:
+        raise ProximaError(f"cannot write the export to {out}: {exc}") from exc
     for path in written:
         console.print(str(path))
 
 
 @app.command("analyze")
+@_user_errors
 def analyze(
     request_file: str = typer.Argument(..., help="An AnalysisRequest as JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
@@ -361,29 +374,25 @@ def analyze(
     """Run the cross-region analysis flow on REQUEST.json and print its summary."""
     from pathlib import Path
 
-    from pydantic import ValidationError
-
     from flows.cross_region_analysis import analyze as run_analysis
     from proxima.analysis.request import AnalysisRequest
 
     try:
         raw = json.loads(Path(request_file).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"a request is a JSON object, not {type(raw).__name__}")
         if dry_run:
             raw["dry_run"] = True
         request = AnalysisRequest.model_validate(raw)
-        if submit:
-            _submit(request, idempotency_key, wait, as_json)
-            return
-        if idempotency_key:
-            raise ProximaError("--idempotency-key needs --submit")
-        with _prefect_client_settings():
-            out = run_analysis(request)
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        _fail(ProximaError(f"cannot use {request_file}: {exc}"))
+    except (OSError, ValueError) as exc:  # JSON and pydantic errors are ValueErrors
+        raise ProximaError(f"cannot use {request_file}: {exc}") from exc
+    if submit:
+        _submit(request, idempotency_key, wait, as_json)
         return
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    if idempotency_key:
+        raise ProximaError("--idempotency-key needs --submit")
+    with _prefect_client_settings():
+        out = run_analysis(request)
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return
@@ -421,6 +430,7 @@ def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
 
 
 @testbed_app.command("up")
+@_user_errors
 def testbed_up(
     rate: float = typer.Option(100.0, help="Link rate in Mbit/s (tbf, each direction)."),
 ) -> None:
@@ -429,13 +439,9 @@ def testbed_up(
     from proxima.config import load_stack_config
 
     settings = _testbed_settings()
-    try:
-        config = load_stack_config(settings=settings)
-        made = testbed.up(config, rate_mbit=rate)
-        rows = manager.up(settings, config, progress=lambda m: err.print(f"  {m}"))
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    config = load_stack_config(settings=settings)
+    made = testbed.up(config, rate_mbit=rate)
+    rows = manager.up(settings, config, progress=lambda m: err.print(f"  {m}"))
     for link in made:
         console.print(
             f"{link.region}: netns {link.netns}, {link.address} via {link.host_if}, {rate} Mbit/s"
@@ -444,26 +450,24 @@ def testbed_up(
 
 
 @testbed_app.command("down")
+@_user_errors
 def testbed_down() -> None:
     """Stop the testbed stack and remove every namespace, link and process."""
     from proxima import testbed
     from proxima.config import load_stack_config
 
     settings = _testbed_settings()
-    try:
-        config = load_stack_config(settings=settings)
-        manager.down(settings)
-        testbed.down(config)
-        left = testbed.leftovers(config)
-    except ProximaError as exc:
-        _fail(exc)
-        return
+    config = load_stack_config(settings=settings)
+    manager.down(settings)
+    testbed.down(config)
+    left = testbed.leftovers(config)
     if left:
         _fail(ProximaError(f"left behind: {left}"))
     console.print("testbed removed")
 
 
 @testbed_app.command("counters")
+@_user_errors
 def testbed_counters() -> None:
     """Bytes carried so far by each region's link (kernel interface statistics)."""
     from proxima import testbed
@@ -474,6 +478,7 @@ def testbed_counters() -> None:
 
 
 @app.command("aws-blocks")
+@_user_errors
 def aws_blocks(
     outputs: str = typer.Argument(..., help="`cdk deploy --outputs-file` JSON."),
     project: str = typer.Option("proxima"),
@@ -487,9 +492,8 @@ def aws_blocks(
 
     try:
         fields = blocks_from_outputs(Path(outputs), project)
-    except (ProximaError, OSError, ValueError) as exc:
-        _fail(exc if isinstance(exc, ProximaError) else ProximaError(str(exc)))
-        return
+    except (OSError, ValueError) as exc:
+        raise ProximaError(f"cannot use {outputs}: {exc}") from exc
     for block in (DataRegion, OpenSearchCatalog, ResultsStore):
         block.register_type_and_schema()
     for region in fields["regions"]:
@@ -501,14 +505,12 @@ def aws_blocks(
 
 
 @app.command("demo")
+@_user_errors
 def demo() -> None:
     """Run the whole platform end to end on the local stack (leaves it running)."""
     from proxima import demo as demo_module
 
-    try:
-        demo_module.run(say=console.print)
-    except ProximaError as exc:
-        _fail(exc)
+    demo_module.run(say=console.print)
 
 
 if __name__ == "__main__":

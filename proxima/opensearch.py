@@ -10,8 +10,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import (
+    AuthenticationException,
+    AuthorizationException,
+    NotFoundError,
+    TransportError,
+)
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import NotFoundError, TransportError
 from pydantic import BaseModel, Field, SecretStr
 
 from proxima.errors import ProximaError
@@ -23,6 +28,26 @@ SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": 
 
 class CatalogUnavailable(ProximaError):
     """OpenSearch cannot be reached or refused an operation."""
+
+
+@contextmanager
+def reporting(action: str) -> Iterator[None]:
+    """Turn OpenSearch's refusals and unreachability into a CatalogUnavailable that
+    names ``action``, the HTTP status and what to check.
+    """
+    try:
+        yield
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise CatalogUnavailable(
+            f"the catalog refused to {action}: HTTP {exc.status_code} {exc.error}; check "
+            "the credentials of the OpenSearchCatalog block (or the stack's catalog)"
+        ) from exc
+    except OSConnectionError as exc:
+        raise CatalogUnavailable(f"the catalog is not reachable to {action}: {exc}") from exc
+    except TransportError as exc:
+        raise CatalogUnavailable(
+            f"the catalog could not {action}: HTTP {exc.status_code} {exc.error}"
+        ) from exc
 
 
 @dataclass

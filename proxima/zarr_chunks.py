@@ -13,8 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from proxima.errors import ProximaError
 
-class MissingChunks(ValueError):
+
+class MissingChunks(ProximaError):
     """A Zarr array lacks chunk objects: reading would yield fill values silently."""
 
 

@@ -1,7 +1,10 @@
-"""A tiny HTTP proxy in front of a real OpenSearch that fails the first N `_bulk` calls."""
+"""A tiny HTTP proxy in front of a real OpenSearch that fails the first N `_bulk` calls,
+and can require HTTP basic auth as Amazon OpenSearch Service with fine-grained access
+control does."""
 
 from __future__ import annotations
 
+import base64
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,8 +14,20 @@ import httpx
 class FaultProxy:
     """Forward to ``upstream``; answer the first ``fail_first`` bulk calls with ``status``."""
 
-    def __init__(self, upstream: str, fail_first: int, status: int = 429) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        fail_first: int = 0,
+        status: int = 429,
+        require_auth: tuple[str, str] | None = None,
+    ) -> None:
         self.upstream = upstream.rstrip("/")
+        self.expected = (
+            "Basic " + base64.b64encode(":".join(require_auth).encode()).decode()
+            if require_auth
+            else None
+        )
+        self.refused = 0
         self.remaining = fail_first
         self.status = status
         self.injected = 0
@@ -28,6 +43,16 @@ class FaultProxy:
                 proxy.headers.append({k.lower(): v for k, v in self.headers.items()})
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.expected and self.headers.get("Authorization") != proxy.expected:
+                    proxy.refused += 1
+                    msg = b'{"error":"unauthorized","status":401}'
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="OpenSearch"')
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
                 if "_bulk" in self.path:
                     with proxy.lock:
                         fail = proxy.remaining > 0

@@ -3,6 +3,7 @@ basic auth. The test stack's us-west-2 cluster is TLS-only."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -213,3 +214,57 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
     leaks = {what: sum(secret in text for text in haystacks) for what, secret in secrets.items()}
     assert leaks == dict.fromkeys(secrets, 0), leaks
     observe(texts_scanned=len(haystacks), bytes_scanned=sum(map(len, haystacks)), leaks=leaks)
+
+
+def test_catalog_search_authenticates_as_the_catalog_block_says(deployed, stack, settings):
+    """The CLI finds the catalog, and its credentials, through the OpenSearchCatalog
+    block, as the flows do: here an endpoint that refuses requests without basic auth.
+    """
+    import subprocess
+    import sys
+
+    from pydantic import SecretStr
+
+    from blocks.opensearch_catalog import OpenSearchCatalog
+    from proxima.platform.blocks import CATALOG_BLOCK
+    from proxima.stack.services import client_env
+    from tests.faultproxy import FaultProxy
+
+    command = ["catalog", "search", "--dataset", "era5", "--json"]
+
+    def search() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "proxima.cli", *command],
+            env=client_env(stack, settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    original = OpenSearchCatalog.load(CATALOG_BLOCK)
+    with FaultProxy(stack.opensearch.endpoint, require_auth=("analyst", "s3arch-pw")) as proxy:
+        guarded = original.model_copy(
+            update={
+                "hosts": [proxy.url],
+                "auth": "basic",
+                "username": "analyst",
+                "password": SecretStr("s3arch-pw"),
+            }
+        )
+        try:
+            guarded.save(CATALOG_BLOCK, overwrite=True)
+            ok = search()
+            assert ok.returncode == 0, ok.stderr[-2000:]
+            assert json.loads(ok.stdout)["assets"], "the search found nothing"
+            assert proxy.headers and proxy.refused == 0  # every request carried the password
+
+            guarded.password = SecretStr("wrong")
+            guarded.save(CATALOG_BLOCK, overwrite=True)
+            refused = search()
+            assert refused.returncode == 1
+            assert "401" in refused.stderr or "unauthorized" in refused.stderr.lower()
+            assert "Traceback" not in refused.stderr
+            assert proxy.refused > 0
+        finally:
+            original.save(CATALOG_BLOCK, overwrite=True)

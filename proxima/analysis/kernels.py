@@ -19,6 +19,7 @@ import xarray as xr
 from pydantic import BaseModel, Field
 
 from proxima.analysis.partials import Accumulator, combine, step_keys
+from proxima.errors import ProximaError
 from proxima.paths import inside
 from proxima.zarr_chunks import check_chunks
 
@@ -59,7 +60,7 @@ class Block(BaseModel):
     stop: int | None = None
 
 
-class EmptySelection(ValueError):
+class EmptySelection(ProximaError):
     """The box or time range selects no grid cell or time step of an asset."""
 
 

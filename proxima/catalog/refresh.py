@@ -7,7 +7,7 @@ region's Dask cluster; they are plain functions so they can be tested alone.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from opensearchpy import OpenSearch
 
 from proxima import opensearch, repository
 from proxima.catalog.extract import tree_stat
-from proxima.catalog.model import asset_id
+from proxima.catalog.model import MAPPING, asset_id
 from proxima.platform.model import Region
 
 ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
@@ -42,6 +42,12 @@ class Diff:
     changed: list[Candidate] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
+    scanned_bytes: int = 0
+
+    @property
+    def todo(self) -> list[Candidate]:
+        """The assets whose headers must be read."""
+        return self.new + self.changed
 
     def summary(self) -> dict[str, int]:
         """Counts only."""
@@ -112,6 +118,7 @@ def diff(candidates: list[Candidate], current: dict[str, tuple[int, int]]) -> Di
     seen = set()
     for cand in candidates:
         seen.add(cand.id)
+        result.scanned_bytes += cand.size
         if cand.id not in current:
             result.new.append(cand)
         elif current[cand.id] != (cand.size, cand.mtime_ns):
@@ -144,6 +151,39 @@ def delete_actions(index: str, ids: list[str]) -> list[dict[str, Any]]:
     return [{"_op_type": "delete", "_index": index, "_id": i} for i in ids]
 
 
-def candidate_dict(c: Candidate) -> dict[str, Any]:
-    """Plain form for transport between tasks."""
-    return asdict(c)
+def prepare_rebuild(client: OpenSearch, alias: str, keep: list[str]) -> tuple[str, list[str]]:
+    """A fresh index behind ``alias`` for a full rebuild, holding the documents of the
+    regions ``keep`` (not being rebuilt); indices left by a killed rebuild are removed.
+
+    Returns:
+        The new index and the orphans removed.
+    """
+    current = opensearch.ensure_alias(client, alias, MAPPING)
+    orphans = opensearch.cleanup_orphans(client, alias)
+    target = opensearch.new_index_name(alias)
+    opensearch.create_index(client, target, MAPPING)
+    if keep:
+        client.reindex(
+            body={
+                "source": {"index": current, "query": {"terms": {"region": keep}}},
+                "dest": {"index": target},
+            },
+            refresh=True,
+        )
+    return target, orphans
+
+
+def finish_rebuild(client: OpenSearch, alias: str, target: str, succeeded: bool) -> str | None:
+    """Point ``alias`` at the rebuilt ``target`` and drop the old index, or drop
+    ``target`` if the rebuild failed (the old index keeps serving).
+
+    Returns:
+        The index the alias pointed at before, when it was swapped.
+    """
+    if not succeeded:
+        client.indices.delete(index=target, ignore_unavailable=True)
+        return None
+    old = opensearch.swap_alias(client, alias, target)
+    if old:
+        client.indices.delete(index=old, ignore_unavailable=True)
+    return old

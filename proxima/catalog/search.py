@@ -113,11 +113,12 @@ def search(client: OpenSearch, alias: str, query: CatalogQuery) -> SearchResult:
     """Every asset matching ``query`` (complete beyond 10,000 hits)."""
     assets = []
     by_region: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "bytes": 0})
-    for hit in opensearch.scan(client, alias, to_dsl(query)):
-        doc = {"id": hit["_id"], **hit["_source"]}
-        assets.append(doc)
-        by_region[doc["region"]]["count"] += 1
-        by_region[doc["region"]]["bytes"] += int(doc.get("size", 0))
+    with opensearch.reporting("search"):
+        for hit in opensearch.scan(client, alias, to_dsl(query)):
+            doc = {"id": hit["_id"], **hit["_source"]}
+            assets.append(doc)
+            by_region[doc["region"]]["count"] += 1
+            by_region[doc["region"]]["bytes"] += int(doc.get("size", 0))
     return SearchResult(assets=assets, by_region=dict(by_region))
 
 
@@ -136,7 +137,8 @@ def facet_counts(
         "query": to_dsl(query),
         "aggs": {name: {"terms": {"field": field, "size": size}} for name, field in fields.items()},
     }
-    aggs = client.search(index=alias, body=body)["aggregations"]
+    with opensearch.reporting("count facets"):
+        aggs = client.search(index=alias, body=body)["aggregations"]
     return {
         name: {b["key"]: b["doc_count"] for b in agg["buckets"]}
         for name, agg in aggs.items()
