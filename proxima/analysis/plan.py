@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from proxima.analysis.kernels import AssetRef, KernelSpec
 from proxima.analysis.partials import SEASONS, fields
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
+from proxima.catalog.model import Asset, Variable
 from proxima.catalog.search import CatalogQuery, known_variables, search
 from proxima.config import EGRESS_PRICES_DEFAULT
 from proxima.errors import ProximaError
@@ -102,50 +103,52 @@ def _day_key(value: date) -> int:
     return value.year * 10000 + value.month * 100 + value.day
 
 
-def _overlap_fraction(asset: dict[str, Any], sel: Selection) -> float:
-    t = asset.get("time") or {}
-    try:
-        a0 = datetime.fromisoformat(t["start"].replace("Z", "+00:00")).date()
-        a1 = datetime.fromisoformat(t["end"].replace("Z", "+00:00")).date()
-    except (KeyError, ValueError):
+def _overlap_fraction(asset: Asset, sel: Selection) -> float:
+    if asset.time is None:
         return 1.0
+    a0, a1 = asset.time.start.date(), asset.time.end.date()
     span = max((a1 - a0).days + 1, 1)
     overlap = (min(a1, sel.end) - max(a0, sel.start)).days + 1
     return min(max(overlap / span, 0.0), 1.0)
 
 
-def _space_fraction(asset: dict[str, Any], sel: Selection) -> tuple[float, float]:
+def _space_fraction(asset: Asset, sel: Selection) -> tuple[float, float]:
     w, s, e, n = sel.bbox
     lon_span = (e - w) if w <= e else (360.0 - w + e)
-    ab = asset.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
+    ab = asset.bbox or [-180.0, -90.0, 180.0, 90.0]
     a_lon = (ab[2] - ab[0]) if ab[0] <= ab[2] else (360.0 - ab[0] + ab[2])
     a_lat = max(ab[3] - ab[1], 1e-9)
     return min(lon_span / max(a_lon, 1e-9), 1.0), min((n - s) / a_lat, 1.0)
 
 
-def _resolve_variable(assets: list[dict[str, Any]], wanted: str) -> tuple[str, dict[str, Any]]:
-    names: dict[str, dict[str, Any]] = {}
+def _variable(asset: Asset, name: str) -> Variable:
+    return next(v for v in asset.variables if v.name == name)
+
+
+def _resolve_variable(assets: list[Asset], wanted: str) -> Variable:
+    names: dict[str, Variable] = {}
     for asset in assets:
-        for var in asset["variables"]:
-            if wanted in (var["name"], var.get("standard_name")):
-                names[var["name"]] = var
+        for var in asset.variables:
+            if wanted in (var.name, var.standard_name):
+                names[var.name] = var
     if len(names) > 1:
         raise PlanningError(
             f"{wanted!r} is ambiguous: it matches variables {sorted(names)}; name one of them"
         )
-    name = next(iter(names))
-    return name, names[name]
+    return next(iter(names.values()))
 
 
-def _check_one_grid(assets: list[dict[str, Any]], variable: str, sel: Selection) -> list[int]:
+def _check_one_grid(assets: list[Asset], variable: str, sel: Selection) -> list[int]:
     grids = defaultdict(set)
     for asset in assets:
-        var = next(v for v in asset["variables"] if v["name"] == variable)
-        key = tuple(var["shape"][1:])
-        facets = asset.get("facets") or {}
+        key = tuple(_variable(asset, variable).shape[1:])
         grids[key].add(
-            "/".join(facets[k] for k in ("source_id", "member_id", "grid_label") if k in facets)
-            or asset["dataset"]
+            "/".join(
+                asset.facets[k]
+                for k in ("source_id", "member_id", "grid_label")
+                if k in asset.facets
+            )
+            or asset.dataset
         )
     sources = sorted({s for group in grids.values() for s in group})
     if len(grids) > 1 or len(sources) > 1:
@@ -157,16 +160,13 @@ def _check_one_grid(assets: list[dict[str, Any]], variable: str, sel: Selection)
     return list(next(iter(grids)))
 
 
-def _keys(assets: list[dict[str, Any]], sel: Selection, group_by: str | None) -> int:
+def _keys(assets: list[Asset], sel: Selection, group_by: str | None) -> int:
     """How many groups the assets' time steps inside the selection fall into."""
     labels: set[Any] = set()
     for asset in assets:
-        t = asset.get("time") or {}
-        try:
-            a0 = max(datetime.fromisoformat(t["start"].replace("Z", "+00:00")).date(), sel.start)
-            a1 = min(datetime.fromisoformat(t["end"].replace("Z", "+00:00")).date(), sel.end)
-        except (KeyError, ValueError):
-            a0, a1 = sel.start, sel.end
+        a0, a1 = sel.start, sel.end
+        if asset.time is not None:
+            a0, a1 = max(asset.time.start.date(), a0), min(asset.time.end.date(), a1)
         y, m = a0.year, a0.month
         while (y, m) <= (a1.year, a1.month):
             labels.add({"month": m, "year": y, "season": SEASONS[m]}[group_by or "month"])
@@ -191,16 +191,13 @@ def out_bytes(
     return keys * (per_key + key_coord) + coords + 600 + 150 * len(names)
 
 
-def plan_selection(
-    role: str,
-    sel: Selection,
-    request: AnalysisRequest,
-    client: OpenSearch,
-    alias: str,
-    client_region: str,
-    prices: dict[str, float],
-) -> SelectionPlan:
-    """Resolve one selection into per-region kernel specs with estimates."""
+def resolve_assets(role: str, sel: Selection, client: OpenSearch, alias: str) -> list[Asset]:
+    """The catalog's assets for ``sel`` (the only catalog I/O of planning).
+
+    Raises:
+        PlanningError: No asset matches; the message says whether the variable is
+            unknown or the period, box or facets miss it.
+    """
     query = CatalogQuery(
         dataset=sel.dataset,
         variable=sel.variable,
@@ -209,90 +206,123 @@ def plan_selection(
         bbox=sel.bbox,
         facets=sel.facets,
     )
-    assets = search(client, alias, query).assets
-    if not assets:
-        known = known_variables(client, alias)
-        if sel.variable not in known:
-            raise PlanningError(
-                f"unknown variable {sel.variable!r}; the catalog has: {', '.join(known) or 'none'}"
-            )
+    assets = [Asset.model_validate(doc) for doc in search(client, alias, query).assets]
+    if assets:
+        return assets
+    known = known_variables(client, alias)
+    if sel.variable not in known:
         raise PlanningError(
-            f"{role}: no asset of {sel.variable!r}"
-            + (f" in dataset {sel.dataset!r}" if sel.dataset else "")
-            + f" overlaps {sel.start}..{sel.end}, box {sel.bbox}"
-            + (f" and facets {sel.facets}" if sel.facets else "")
+            f"unknown variable {sel.variable!r}; the catalog has: {', '.join(known) or 'none'}"
         )
-    datasets = sorted({a["dataset"] for a in assets})
+    raise PlanningError(
+        f"{role}: no asset of {sel.variable!r}"
+        + (f" in dataset {sel.dataset!r}" if sel.dataset else "")
+        + f" overlaps {sel.start}..{sel.end}, box {sel.bbox}"
+        + (f" and facets {sel.facets}" if sel.facets else "")
+    )
+
+
+def _check_units(role: str, request: AnalysisRequest, var: Variable) -> None:
+    if not request.convert:
+        return
+    source_units = CONVERSIONS[request.convert][0]
+    if var.units != source_units:
+        allowed = [k for k, v in CONVERSIONS.items() if v[0] == var.units]
+        raise PlanningError(
+            f"{role}: conversion {request.convert!r} needs units {source_units!r} but "
+            f"{var.name} is in {var.units!r}; allowed for it: {allowed or 'none'}"
+        )
+
+
+def _region_plan(
+    region: str,
+    items: list[Asset],
+    sel: Selection,
+    request: AnalysisRequest,
+    variable: str,
+    grid: list[int],
+) -> tuple[KernelSpec, int, int]:
+    """One region's kernel spec, with its estimated bytes read and bytes returned."""
+    read, steps = 0.0, 0
+    fx, fy = _space_fraction(items[0], sel)
+    refs = []
+    for asset in sorted(items, key=lambda a: a.path):
+        var = _variable(asset, variable)
+        ft = _overlap_fraction(asset, sel)
+        read += var.nbytes * ft * fx * fy
+        steps += round(var.shape[0] * ft)
+        refs.append(
+            AssetRef(
+                path=asset.path,
+                format=asset.format,
+                size=asset.size,
+                steps=var.shape[0],
+                nbytes=var.nbytes,
+                time_chunk=(var.chunks or [0])[0],
+            )
+        )
+    keys = _keys(items, sel, request.group_by) if request.group_by else 1
+    if request.over == "space" and not request.group_by:
+        keys = steps
+    nlat, nlon = max(round(grid[0] * fy), 1), max(round(grid[1] * fx), 1)
+    spec = KernelSpec(
+        variable=variable,
+        reduction=request.reduction,
+        start_key=_day_key(sel.start),
+        end_key=_day_key(sel.end),
+        bbox=sel.bbox,
+        over=request.over,
+        group_by=request.group_by,
+        assets=refs,
+    )
+    return (
+        spec,
+        int(read),
+        out_bytes(request.reduction, request.over, request.group_by, keys, nlat, nlon),
+    )
+
+
+def estimate_selection(
+    role: str,
+    sel: Selection,
+    request: AnalysisRequest,
+    assets: list[Asset],
+    client_region: str,
+    prices: dict[str, float],
+) -> SelectionPlan:
+    """Resolve one selection's assets into per-region kernel specs with estimates (no
+    I/O: everything comes from the catalog documents).
+    """
+    datasets = sorted({a.dataset for a in assets})
     if len(datasets) > 1:
         raise PlanningError(
             f"{role}: {sel.variable!r} is in several datasets {datasets}; set selection.dataset"
         )
-    variable, var_meta = _resolve_variable(assets, sel.variable)
-    grid = _check_one_grid(assets, variable, sel)
-    units = var_meta.get("units")
-    if request.convert:
-        source_units = CONVERSIONS[request.convert][0]
-        if units != source_units:
-            allowed = [k for k, v in CONVERSIONS.items() if v[0] == units]
-            raise PlanningError(
-                f"{role}: conversion {request.convert!r} needs units {source_units!r} but "
-                f"{variable} is in {units!r}; allowed for it: {allowed or 'none'}"
-            )
-    by_region: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    var = _resolve_variable(assets, sel.variable)
+    grid = _check_one_grid(assets, var.name, sel)
+    _check_units(role, request, var)
+    by_region: dict[str, list[Asset]] = defaultdict(list)
     for asset in assets:
-        by_region[asset["region"]].append(asset)
+        by_region[asset.region].append(asset)
     regions = []
     for region, items in sorted(by_region.items()):
-        read = 0.0
-        steps = 0
-        fx, fy = _space_fraction(items[0], sel)
-        refs = []
-        for asset in sorted(items, key=lambda a: a["path"]):
-            var = next(v for v in asset["variables"] if v["name"] == variable)
-            ft = _overlap_fraction(asset, sel)
-            read += var["nbytes"] * ft * fx * fy
-            steps += round(var["shape"][0] * ft)
-            refs.append(
-                AssetRef(
-                    path=asset["path"],
-                    format=asset["format"],
-                    size=asset["size"],
-                    steps=var["shape"][0],
-                    nbytes=var["nbytes"],
-                    time_chunk=(var.get("chunks") or [0])[0],
-                )
-            )
-        keys = _keys(items, sel, request.group_by) if request.group_by else 1
-        if request.over == "space" and not request.group_by:
-            keys = steps
-        nlat, nlon = max(round(grid[0] * fy), 1), max(round(grid[1] * fx), 1)
-        bytes_out = out_bytes(request.reduction, request.over, request.group_by, keys, nlat, nlon)
-        crosses = region != client_region
+        spec, read, out = _region_plan(region, items, sel, request, var.name, grid)
         regions.append(
             RegionPlan(
                 region=region,
-                spec=KernelSpec(
-                    variable=variable,
-                    reduction=request.reduction,
-                    start_key=_day_key(sel.start),
-                    end_key=_day_key(sel.end),
-                    bbox=sel.bbox,
-                    over=request.over,
-                    group_by=request.group_by,
-                    assets=refs,
-                ),
-                bytes_read=int(read),
-                bytes_out=bytes_out,
-                crosses_region=crosses,
-                egress_usd=bytes_out / GB * price_per_gb(prices, region, client_region),
+                spec=spec,
+                bytes_read=read,
+                bytes_out=out,
+                crosses_region=region != client_region,
+                egress_usd=out / GB * price_per_gb(prices, region, client_region),
             )
         )
-    calendars = sorted({str(c) for a in assets if (c := (a.get("time") or {}).get("calendar"))})
+    calendars = sorted({a.time.calendar for a in assets if a.time and a.time.calendar})
     return SelectionPlan(
         role=role,
         dataset=datasets[0],
-        variable=variable,
-        units=units,
+        variable=var.name,
+        units=var.units,
         grid=grid,
         calendar=calendars[0] if calendars else None,
         regions=regions,
@@ -319,7 +349,9 @@ def make_plan(
     plan = Plan(
         client_region=client_region,
         selections=[
-            plan_selection(role, s, request, client, alias, client_region, prices)
+            estimate_selection(
+                role, s, request, resolve_assets(role, s, client, alias), client_region, prices
+            )
             for role, s in sels
         ],
     )
