@@ -37,6 +37,7 @@ REQUEST = {
     "over": "time",
     "group_by": "month",
     "output_name": "bench-overhead",
+    "overwrite": True,
 }
 
 

@@ -86,6 +86,8 @@ def request_for(months: int, name: str) -> dict[str, Any]:
         "over": "time",
         "group_by": "month",
         "output_name": name,
+        "overwrite": True,
+        "allow_partial": True,  # the regions hold 2020-01..06 and 2021-01..06: a gap between
         "max_transfer_bytes": 2**30,
     }
 

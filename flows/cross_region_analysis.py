@@ -24,8 +24,19 @@ from prefect.artifacts import (
 from flows.runners import region_cluster, regional_runner
 from proxima import opensearch
 from proxima.analysis import results
-from proxima.analysis.assemble import Assembled, RegionFailed, RegionOutcome, assemble
-from proxima.analysis.kernels import KernelSpec, compute_partial
+from proxima.analysis.assemble import (
+    Assembled,
+    RegionFailed,
+    RegionOutcome,
+    assemble,
+    output_name,
+)
+from proxima.analysis.kernels import (
+    KernelSpec,
+    TransferCapExceeded,
+    check_transfer,
+    compute_partial,
+)
 from proxima.analysis.plan import Plan, PlanningError, make_plan
 from proxima.analysis.request import AnalysisRequest
 from proxima.platform import Platform, Region
@@ -35,21 +46,41 @@ from proxima.settings import get_settings
 __all__ = ["RegionFailed", "analyze", "cross_region_analysis"]
 
 
-@task(name="partial-aggregates", retries=2, retry_delay_seconds=3)
+def _worth_retrying(task: Any, run: Any, state: Any) -> bool:
+    """A cap breach is deterministic (same data, same bytes): never computed again."""
+    try:
+        state.result()
+    except TransferCapExceeded:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(
+    name="partial-aggregates",
+    retries=2,
+    retry_delay_seconds=3,
+    retry_condition_fn=_worth_retrying,
+)
 def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
-    """Compute the region's partial aggregates on its own cluster; return only those."""
+    """Compute the region's partial aggregates on its own cluster; return only those
+    (and only within the region's share of the transfer cap).
+    """
     import distributed
 
     worker = distributed.get_worker()
     started, started_at = time.perf_counter(), time.time()
     with region_cluster() as client:
         agg, bytes_read = compute_partial(region.root, spec, client)
+    returned = len(cloudpickle.dumps(agg))
+    check_transfer(region.name, returned, spec)
     return {
         "region": region.name,
         "worker": worker.name,
         "worker_region": get_settings().region,
         "bytes_read": bytes_read,
-        "bytes_returned": len(cloudpickle.dumps(agg)),
+        "bytes_returned": returned,
         "seconds": round(time.perf_counter() - started, 3),
         "started_at": started_at,
         "partial": agg,
@@ -72,6 +103,8 @@ async def _run_region(region: Region, spec: KernelSpec, role: str) -> RegionOutc
     )
     try:
         out = await subflow(region=region, spec=spec)
+    except TransferCapExceeded:
+        raise
     except Exception as exc:
         raise RegionFailed(f"region {region.name} failed: {type(exc).__name__}: {exc}") from exc
     return RegionOutcome(role=role, **out)
@@ -86,7 +119,11 @@ async def _run_regions(plan: Plan, platform: Platform) -> tuple[list[RegionOutco
     ]
     outcomes: list[RegionOutcome] = []
     failures: list[str] = []
-    for got in await asyncio.gather(*jobs, return_exceptions=True):
+    answers = await asyncio.gather(*jobs, return_exceptions=True)
+    for got in answers:  # a cap breach fails the run, allow_partial or not
+        if isinstance(got, TransferCapExceeded):
+            raise got
+    for got in answers:
         if isinstance(got, RegionOutcome):
             outcomes.append(got)
         elif isinstance(got, Exception):
@@ -140,22 +177,21 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         request, catalog, platform.catalog_alias, platform.client_region, platform.egress_prices
     )
     _check_regions(plan, platform)
+    name = output_name(request, plan)
+    if not request.dry_run:
+        results.check_output(
+            Path(platform.results_dir), name, request.output_format, request.overwrite
+        )
     plan_note = asyncio.create_task(
         acreate_markdown_artifact(_plan_markdown(request, plan), key="analysis-plan")
     )
     if request.dry_run:
         await plan_note
-        return {
-            "dry_run": True,
-            "plan": plan.table(),
-            "bytes_read_est": plan.bytes_read,
-            "bytes_crossing_est": plan.bytes_crossing,
-            "egress_usd_est": plan.egress_usd,
-        }
+        return plan.dry_run_summary()
     outcomes, failures = await _run_regions(plan, platform)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
     path = results.write_atomic(
-        done.dataset, Path(platform.results_dir), done.name, request.output_format
+        done.dataset, Path(platform.results_dir), name, request.output_format, request.overwrite
     )
     uri = str(path)
     if platform.results_bucket:

@@ -34,6 +34,7 @@ DEMO_REQUEST: dict[str, Any] = {
     "group_by": "month",
     "convert": "K->degC",
     "output_name": DEMO_OUTPUT,
+    "overwrite": True,  # `make demo` may run again
 }
 
 Say = Callable[[str], None]

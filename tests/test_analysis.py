@@ -136,7 +136,7 @@ def test_only_minimal_partials_cross_and_the_estimate_holds(
             "variable": "air_temperature",
             "dataset": "era5",
             "start": "2020-01-01",
-            "end": "2020-06-30",
+            "end": "2020-04-30",
         },
         "reduction": reduction,
         "over": over,
@@ -337,7 +337,12 @@ def test_invalid_requests_are_refused_by_the_model(request_, message):
 
 def test_result_file_is_complete_netcdf_with_provenance(catalog, settings):
     summary, result = _run(
-        {"selection": {**BASE, "bbox": PACIFIC}, "over": "both", "output_name": "provenance-check"}
+        {
+            "selection": {**BASE, "bbox": PACIFIC},
+            "over": "both",
+            "output_name": "provenance-check",
+            "overwrite": True,
+        }
     )
     path = Path(summary["result_path"])
     assert path.name == "provenance-check.nc"
@@ -362,6 +367,7 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
         "selection": {**BASE, "end": "2020-04-30", "bbox": PACIFIC},
         "over": "both",
         "output_name": "partial-check",
+        "overwrite": True,
     }
     (settings.state_dir / "results" / "partial-check.nc").unlink(missing_ok=True)
     try:
@@ -383,6 +389,7 @@ def test_zarr_output(catalog):
         "over": "time",
         "output_format": "zarr",
         "output_name": "zarr-check",
+        "overwrite": True,
     }
     summary = analyze(AnalysisRequest.model_validate(request))
     path = Path(summary["result_path"])
@@ -405,7 +412,12 @@ def test_results_store_in_s3(catalog, stack, settings):
     try:
         summary = analyze(
             AnalysisRequest.model_validate(
-                {"selection": {**BASE, "bbox": PACIFIC}, "over": "both", "output_name": "s3-check"}
+                {
+                    "selection": {**BASE, "bbox": PACIFIC},
+                    "over": "both",
+                    "output_name": "s3-check",
+                    "overwrite": True,
+                }
             )
         )
     finally:

@@ -26,6 +26,7 @@ REQUEST = {
     "over": "both",
     "group_by": "month",
     "output_name": "cli-run",
+    "overwrite": True,
 }
 
 

@@ -38,7 +38,9 @@ def _worker_pids(client: Client) -> set[int]:
 
 
 def _run(name: str, **extra) -> dict:
-    request = AnalysisRequest.model_validate({**REQUEST, "output_name": name, **extra})
+    request = AnalysisRequest.model_validate(
+        {**REQUEST, "output_name": name, "overwrite": True, **extra}
+    )
     return analyze(request)
 
 

@@ -102,7 +102,7 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     deployed, settings, observe
 ):
     name = "crash-and-rerun"
-    request = AnalysisRequest.model_validate({**REQUEST, "output_name": name})
+    request = AnalysisRequest.model_validate({**REQUEST, "output_name": name, "overwrite": True})
     results = Path(settings.state_dir) / "results"
     (results / f"{name}.nc").unlink(missing_ok=True)
     clients = [faults.region_client(r) for r in ("us-east-1", "us-west-2")]
@@ -148,7 +148,9 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     assert not list(results.glob(f".partial-*-{name}.nc")), "a crashed run's partial write remains"
     written = xr.open_dataset(results / f"{name}.nc", engine="h5netcdf")["result"].load()
     reference = analyze(
-        AnalysisRequest.model_validate({**REQUEST, "output_name": f"{name}-reference"})
+        AnalysisRequest.model_validate(
+            {**REQUEST, "output_name": f"{name}-reference", "overwrite": True}
+        )
     )
     expected = xr.open_dataset(reference["result_path"], engine="h5netcdf")["result"]
     np.testing.assert_array_equal(written.values, expected.values)

@@ -175,6 +175,7 @@ def test_secrets_never_reach_logs_artifacts_or_run_records(deployed, stack, sett
         "reduction": "mean",
         "over": "both",
         "output_name": "secrets-scan",
+        "overwrite": True,
     }
     try:
         refresh = run_prefect(

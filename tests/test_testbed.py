@@ -37,6 +37,7 @@ REQUEST = {
     "over": "both",
     "group_by": "month",
     "output_name": "testbed-run",
+    "overwrite": True,
 }
 
 

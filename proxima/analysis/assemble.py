@@ -45,13 +45,13 @@ class Assembled(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    name: str
     answer: xr.DataArray
     dataset: xr.Dataset
     regions: list[dict[str, Any]]
     bytes_read: int
     bytes_crossed_regions: int
     missing_regions: list[str]
+    coverage: str
 
     def summary(self, plan: Plan, result_path: str, result_uri: str, seconds: float) -> dict:
         """The run's summary: where the result is, the answer in short, and the figures
@@ -68,6 +68,7 @@ class Assembled(BaseModel):
             "bytes_crossing_est": plan.bytes_crossing,
             "egress_usd_est": plan.egress_usd,
             "missing_regions": self.missing_regions,
+            "coverage": self.coverage,
             "seconds": round(seconds, 2),
         }
 
@@ -108,11 +109,13 @@ def assemble(
         units = answer.attrs.get("units", "")
         answer = results.coarser_grid_difference(answer, answers["baseline"])
         answer.attrs["units"] = units
+    main = plan.selections[0]
+    covered = main.coverage.answered_by({o.region for o in outcomes if o.role == main.role})
     ordered = sorted(outcomes, key=lambda o: (o.role, o.region))
     regions = [o.model_dump() for o in ordered]
     bytes_read = sum(o.bytes_read for o in outcomes)
     crossed = sum(o.bytes_returned for o in outcomes if o.region != client_region)
-    variable = plan.selections[0].variable
+    variable = main.variable
     ds = answer.rename("result").to_dataset()
     ds.attrs.update(
         {
@@ -124,17 +127,21 @@ def assemble(
             "bytes_read": bytes_read,
             "bytes_crossed_regions": crossed,
             "missing_regions": ",".join(missing),
-            "coverage": "partial: missing " + ",".join(missing) if missing else "complete",
+            "coverage": covered.describe(),
+            "coverage_by_region": json.dumps(
+                {r: [f"{a}..{b}" for a, b in days] for r, days in main.coverage.by_region.items()}
+            ),
+            "assets_not_read": "; ".join(main.dropped),
             "history": f"{datetime.now(UTC).isoformat()} proxima cross-region-analysis",
             "per_region": json.dumps(regions),
         }
     )
     return Assembled(
-        name=output_name(request, plan),
         answer=answer,
         dataset=ds,
         regions=regions,
         bytes_read=bytes_read,
         bytes_crossed_regions=crossed,
         missing_regions=missing,
+        coverage=covered.describe(),
     )

@@ -37,6 +37,8 @@ class AssetRef(BaseModel):
     steps: int = Field(default=0, description="Time steps of the variable (0: unknown).")
     nbytes: int = Field(default=0, description="Decoded bytes of the variable (0: unknown).")
     time_chunk: int = Field(default=0, description="Time steps per on-disk chunk (0: unknown).")
+    scale: float = Field(default=1.0, description="To the selection's units: x * scale + offset.")
+    offset: float = 0.0
 
 
 class KernelSpec(BaseModel):
@@ -50,6 +52,11 @@ class KernelSpec(BaseModel):
     over: Literal["time", "space", "both"]
     group_by: Literal["month", "season", "year"] | None = None
     assets: list[AssetRef]
+    max_out_bytes: int | None = Field(
+        default=None,
+        description="The region's share of the request's transfer cap (None: it does not "
+        "cross regions): a larger partial is never sent.",
+    )
 
 
 class Block(BaseModel):
@@ -58,6 +65,24 @@ class Block(BaseModel):
     asset: int
     first: int = 0
     stop: int | None = None
+
+
+class TransferCapExceeded(ProximaError):
+    """A region's partial aggregates are larger than its share of the transfer cap."""
+
+
+def check_transfer(region: str, returned: int, spec: KernelSpec) -> None:
+    """Refuse to send a partial larger than the region's share of the transfer cap.
+
+    Raises:
+        TransferCapExceeded: naming the measured and the allowed bytes.
+    """
+    if spec.max_out_bytes is not None and returned > spec.max_out_bytes:
+        raise TransferCapExceeded(
+            f"region {region} computed {returned:,} bytes of partial aggregates, above its "
+            f"share {spec.max_out_bytes:,} of max_transfer_bytes: nothing was sent; raise "
+            "max_transfer_bytes or reduce over more dimensions"
+        )
 
 
 class EmptySelection(ProximaError):
@@ -169,6 +194,8 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
             slab = _read(var, slice(int(steps[0]), int(steps[-1]) + 1), y_idx, x_runs)
             if len(steps) != slab.shape[0]:
                 slab = slab[steps - steps[0]]
+            if asset.scale != 1.0 or asset.offset != 0.0:
+                slab = slab * asset.scale + asset.offset
             acc.add(slab, keys[first:stop])
             first = stop
         return acc.result(), int(len(t_idx) * cell_bytes)

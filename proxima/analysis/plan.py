@@ -14,9 +14,11 @@ from typing import Any
 from opensearchpy import OpenSearch
 from pydantic import BaseModel, Field
 
+from proxima.analysis.coverage import Coverage, coverage, deduplicate
 from proxima.analysis.kernels import AssetRef, KernelSpec
 from proxima.analysis.partials import SEASONS, fields
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
+from proxima.analysis.units import harmonize
 from proxima.catalog.model import Asset, Variable
 from proxima.catalog.search import CatalogQuery, known_variables, search
 from proxima.config import EGRESS_PRICES_DEFAULT
@@ -50,6 +52,10 @@ class SelectionPlan(BaseModel):
     grid: list[int]
     calendar: str | None
     regions: list[RegionPlan]
+    coverage: Coverage = Field(description="The requested days against those the data hold.")
+    dropped: list[str] = Field(
+        default_factory=list, description="Duplicate or superseded assets not read, and why."
+    )
 
 
 class Plan(BaseModel):
@@ -67,6 +73,17 @@ class Plan(BaseModel):
     def bytes_crossing(self) -> int:
         """Estimated bytes that cross regions."""
         return sum(r.bytes_out for s in self.selections for r in s.regions if r.crosses_region)
+
+    def dry_run_summary(self) -> dict[str, Any]:
+        """What a dry run returns: the plan's table and its estimates."""
+        return {
+            "dry_run": True,
+            "plan": self.table(),
+            "coverage": {s.role: s.coverage.describe() for s in self.selections},
+            "bytes_read_est": self.bytes_read,
+            "bytes_crossing_est": self.bytes_crossing,
+            "egress_usd_est": self.egress_usd,
+        }
 
     @property
     def egress_usd(self) -> float:
@@ -119,6 +136,10 @@ def _space_fraction(asset: Asset, sel: Selection) -> tuple[float, float]:
     a_lon = (ab[2] - ab[0]) if ab[0] <= ab[2] else (360.0 - ab[0] + ab[2])
     a_lat = max(ab[3] - ab[1], 1e-9)
     return min(lon_span / max(a_lon, 1e-9), 1.0), min((n - s) / a_lat, 1.0)
+
+
+def _where(asset: Asset) -> str:
+    return f"{asset.region}:{asset.path}"
 
 
 def _variable(asset: Asset, name: str) -> Variable:
@@ -222,15 +243,15 @@ def resolve_assets(role: str, sel: Selection, client: OpenSearch, alias: str) ->
     )
 
 
-def _check_units(role: str, request: AnalysisRequest, var: Variable) -> None:
+def _check_conversion(role: str, request: AnalysisRequest, variable: str, units: str) -> None:
     if not request.convert:
         return
     source_units = CONVERSIONS[request.convert][0]
-    if var.units != source_units:
-        allowed = [k for k, v in CONVERSIONS.items() if v[0] == var.units]
+    if units != source_units:
+        allowed = [k for k, v in CONVERSIONS.items() if v[0] == units]
         raise PlanningError(
             f"{role}: conversion {request.convert!r} needs units {source_units!r} but "
-            f"{var.name} is in {var.units!r}; allowed for it: {allowed or 'none'}"
+            f"{variable} is in {units!r}; allowed for it: {allowed or 'none'}"
         )
 
 
@@ -241,6 +262,7 @@ def _region_plan(
     request: AnalysisRequest,
     variable: str,
     grid: list[int],
+    conversions: dict[str, tuple[float, float]],
 ) -> tuple[KernelSpec, int, int]:
     """One region's kernel spec, with its estimated bytes read and bytes returned."""
     read, steps = 0.0, 0
@@ -259,6 +281,8 @@ def _region_plan(
                 steps=var.shape[0],
                 nbytes=var.nbytes,
                 time_chunk=(var.chunks or [0])[0],
+                scale=conversions.get(_where(asset), (1.0, 0.0))[0],
+                offset=conversions.get(_where(asset), (1.0, 0.0))[1],
             )
         )
     keys = _keys(items, sel, request.group_by) if request.group_by else 1
@@ -299,14 +323,25 @@ def estimate_selection(
             f"{role}: {sel.variable!r} is in several datasets {datasets}; set selection.dataset"
         )
     var = _resolve_variable(assets, sel.variable)
+    assets, dropped = deduplicate(role, var.name, assets)
+    covered = coverage(assets, sel.start, sel.end)
+    if not covered.complete and not request.allow_partial:
+        raise PlanningError(
+            f"{role}: the data hold {var.name} for {sel.start}..{sel.end} only in part "
+            f"({covered.describe()}); narrow the period, or set allow_partial to accept "
+            "an answer over what exists"
+        )
     grid = _check_one_grid(assets, var.name, sel)
-    _check_units(role, request, var)
+    units, conversions = harmonize(
+        role, var.name, {_where(a): _variable(a, var.name).units for a in assets}
+    )
+    _check_conversion(role, request, var.name, units)
     by_region: dict[str, list[Asset]] = defaultdict(list)
     for asset in assets:
         by_region[asset.region].append(asset)
     regions = []
     for region, items in sorted(by_region.items()):
-        spec, read, out = _region_plan(region, items, sel, request, var.name, grid)
+        spec, read, out = _region_plan(region, items, sel, request, var.name, grid, conversions)
         regions.append(
             RegionPlan(
                 region=region,
@@ -322,10 +357,12 @@ def estimate_selection(
         role=role,
         dataset=datasets[0],
         variable=var.name,
-        units=var.units,
+        units=units,
         grid=grid,
         calendar=calendars[0] if calendars else None,
         regions=regions,
+        coverage=covered,
+        dropped=dropped,
     )
 
 
@@ -369,4 +406,9 @@ def make_plan(
             f"about {plan.bytes_crossing} bytes would cross regions, above max_transfer_bytes "
             f"{request.max_transfer_bytes}; reduce over more dimensions or raise the limit"
         )
+    for sel in plan.selections:  # each crossing region's share of the cap, held at run time
+        for r in sel.regions:
+            if r.crosses_region:
+                others = plan.bytes_crossing - r.bytes_out
+                r.spec.max_out_bytes = request.max_transfer_bytes - others
     return plan

@@ -104,6 +104,9 @@ class AnalysisRequest(BaseModel):
         description="File name in the results store (no directories); default from the run.",
     )
     output_format: Literal["netcdf", "zarr"] = Field(default="netcdf")
+    overwrite: bool = Field(
+        default=False, description="Replace an existing result of the same output_name."
+    )
     dry_run: bool = Field(default=False, description="Plan and estimate only; run nothing.")
     max_transfer_bytes: int = Field(
         default=64 * 2**20, gt=0, description="Refuse plans moving more bytes across regions."
@@ -122,6 +125,13 @@ class AnalysisRequest(BaseModel):
             raise ValueError(
                 "a comparison needs time reduced: use over='time' or 'both', or set group_by"
             )
+        if self.output_name and self.output_name.endswith((".nc", ".zarr")):
+            wanted = ".nc" if self.output_format == "netcdf" else ".zarr"
+            if not self.output_name.endswith(wanted):
+                raise ValueError(
+                    f"output_name {self.output_name!r} does not end in {wanted!r}, the "
+                    f"extension of output_format {self.output_format!r}"
+                )
         if self.convert and self.reduction == "count":
             raise ValueError("a unit conversion makes no sense for reduction 'count'")
         return self

@@ -16,6 +16,7 @@ import xarray as xr
 
 from proxima.analysis.partials import finalize
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest
+from proxima.errors import ProximaError
 from proxima.pids import alive
 
 
@@ -63,31 +64,89 @@ def _sweep_partials(directory: Path, name: str) -> None:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
 
 
-def write_atomic(result: xr.Dataset, directory: Path, name: str, fmt: str) -> Path:
-    """Write ``result`` so that only a complete file ever has the final name."""
+class OutputExists(ProximaError):
+    """A result of that name exists and the request does not allow replacing it."""
+
+
+def output_path(directory: Path, name: str, fmt: str) -> Path:
+    """Where the result ``name`` in format ``fmt`` is written."""
+    suffix = ".nc" if fmt == "netcdf" else ".zarr"
+    return directory / (name if name.endswith(suffix) else f"{name}{suffix}")
+
+
+def check_output(directory: Path, name: str, fmt: str, overwrite: bool) -> Path:
+    """Find output problems before any computation: an existing result (unless
+    ``overwrite``), a directory that cannot be written.
+
+    Raises:
+        OutputExists: ``name`` exists and ``overwrite`` is false.
+        ProximaError: the results directory cannot be written.
+    """
+    final = output_path(directory, name, fmt)
+    if final.exists() and not overwrite:
+        raise OutputExists(
+            f"a result {final.name} already exists in {directory}; choose another "
+            "output_name or set overwrite: true"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe-{os.getpid()}-{uuid.uuid4().hex}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ProximaError(f"the results directory {directory} cannot be written: {exc}") from exc
+    return final
+
+
+def write_atomic(
+    result: xr.Dataset, directory: Path, name: str, fmt: str, overwrite: bool = False
+) -> Path:
+    """Write ``result`` so that only a complete file ever has the final name, and never
+    over another result unless ``overwrite`` (two writers of one name: one succeeds).
+
+    Raises:
+        OutputExists: ``name`` exists (written meanwhile by another run).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / (
-        name if name.endswith((".nc", ".zarr")) else f"{name}.{'nc' if fmt == 'netcdf' else 'zarr'}"
-    )
+    final = output_path(directory, name, fmt)
     _sweep_partials(directory, final.name)
     tmp = directory / f".partial-{os.getpid()}-{uuid.uuid4().hex}-{final.name}"
     try:
-        if fmt == "netcdf":
-            # The result is in memory; never let a process-wide distributed default
-            # (left by some other Client) decide how to write it.
-            with dask.config.set(scheduler="synchronous"):
+        # The result is in memory; never let a process-wide distributed default (left
+        # by some other Client) decide how to write it.
+        with dask.config.set(scheduler="synchronous"):
+            if fmt == "netcdf":
                 result.to_netcdf(tmp, engine="h5netcdf")
-            os.replace(tmp, final)
-        else:
-            with dask.config.set(scheduler="synchronous"):
+            else:
                 result.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+        _publish(tmp, final, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     return final
+
+
+def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Give the complete ``tmp`` its final name: a hard link (a file) or a rename (a
+    store) fails if the name exists, so of two writers only one succeeds.
+    """
+    if overwrite:
+        if final.is_dir() and tmp.is_dir():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return
+    try:
+        if tmp.is_dir():
+            os.rename(tmp, final)  # refuses a non-empty directory or a file
+        else:
+            os.link(tmp, final)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError, OSError) as exc:
+        if final.exists():
+            raise OutputExists(
+                f"a result {final.name} was written by another run meanwhile; this one "
+                "was not stored (set overwrite: true to replace it)"
+            ) from exc
+        raise
 
 
 def upload(path: Path, bucket: str, prefix: str, endpoint: str | None = None) -> str:
