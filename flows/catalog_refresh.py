@@ -171,7 +171,10 @@ def _refresh(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     alias = platform.catalog_alias
-    target = opensearch.ensure_alias(client, alias, MAPPING)
+    index = opensearch.ensure_alias(client, alias, MAPPING)
+    # Writes go through the alias: a full rebuild may swap it and drop the old index
+    # while this refresh runs, and a resolved index name would then be gone (404).
+    target = alias
     if full_rebuild:
         others = sorted(set(platform.region_names) - {r.name for r in selected})
         target, orphans = refresh.prepare_rebuild(client, alias, keep=others)
@@ -189,7 +192,8 @@ def _refresh(
     )
     if failures:
         raise ProximaError(f"catalog refresh failed in {len(failures)} region(s): {failures}")
-    return {"index": target, "regions": sorted(results, key=lambda r: r["region"])}
+    index = target if full_rebuild else (opensearch.alias_target(client, alias) or index)
+    return {"index": index, "regions": sorted(results, key=lambda r: r["region"])}
 
 
 def _run_regions(

@@ -378,7 +378,10 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
     finally:
         save_blocks()
     assert summary["missing_regions"] == ["us-west-2"]
-    assert result.attrs["coverage"] == "partial: missing us-west-2"
+    assert result.attrs["coverage"] == (
+        "partial: missing 2020-03-01..2020-04-30 (no answer from us-west-2)"
+    )
+    assert summary["coverage"] == result.attrs["coverage"]
     assert [r["region"] for r in summary["regions"]] == ["us-east-1"]
     assert np.isfinite(result["result"].values).all()
 

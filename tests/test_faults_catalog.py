@@ -160,6 +160,53 @@ def test_two_refreshes_of_one_region_at_once_keep_the_newest(
     )
 
 
+def test_a_refresh_across_a_full_rebuild_writes_through_the_alias_swap(
+    catalog, stack, settings, config, os_client, observe, monkeypatch
+):
+    """A plain refresh held after it resolved the catalog's index while a full rebuild
+    swaps the alias and drops that index: it must finish, its documents in the new index
+    (it once failed with a raw 404 index_not_found, using the index it resolved first).
+    """
+    import threading
+
+    region = "us-east-1"
+    _touch_all(settings, region)  # the plain refresh has documents to write
+    reached, go = threading.Event(), threading.Event()
+    ensure_alias = opensearch.ensure_alias
+    calls: list[str] = []
+
+    def hold_the_first(*args, **kwargs):  # the flows run in this process: hold here
+        calls.append("ensure_alias")
+        index = ensure_alias(*args, **kwargs)
+        if len(calls) == 1:
+            reached.set()
+            go.wait(300)
+        return index
+
+    monkeypatch.setattr(opensearch, "ensure_alias", hold_the_first)
+    outcome: list[object] = []
+
+    def plain() -> None:
+        try:
+            outcome.append(catalog_refresh(regions=[region])["regions"][0])
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = _thread(plain)
+    thread.start()
+    try:
+        assert reached.wait(300), "the plain refresh never started"
+        before = opensearch.alias_target(os_client, config.opensearch.alias)
+        rebuilt = catalog_refresh(full_rebuild=True)
+        assert rebuilt["index"] != before and not os_client.indices.exists(index=before)
+    finally:
+        go.set()
+        thread.join(timeout=300)
+    assert isinstance(outcome[0], dict), outcome
+    figures = _catalog_matches_files(os_client, config, settings, region)
+    observe(rebuilt_into=rebuilt["index"], held_refresh_changed=outcome[0]["changed"], **figures)
+
+
 def test_a_rebuild_waits_for_the_lease_and_takes_over_a_crashed_holder(
     catalog, stack, config, os_client, observe
 ):

@@ -111,6 +111,7 @@ def assemble(
         answer.attrs["units"] = units
     main = plan.selections[0]
     covered = main.coverage.answered_by({o.region for o in outcomes if o.role == main.role})
+    described = covered.describe() + (f" (no answer from {', '.join(missing)})" if missing else "")
     ordered = sorted(outcomes, key=lambda o: (o.role, o.region))
     regions = [o.model_dump() for o in ordered]
     bytes_read = sum(o.bytes_read for o in outcomes)
@@ -127,7 +128,7 @@ def assemble(
             "bytes_read": bytes_read,
             "bytes_crossed_regions": crossed,
             "missing_regions": ",".join(missing),
-            "coverage": covered.describe(),
+            "coverage": described,
             "coverage_by_region": json.dumps(
                 {r: [f"{a}..{b}" for a, b in days] for r, days in main.coverage.by_region.items()}
             ),
@@ -143,5 +144,5 @@ def assemble(
         bytes_read=bytes_read,
         bytes_crossed_regions=crossed,
         missing_regions=missing,
-        coverage=covered.describe(),
+        coverage=described,
     )

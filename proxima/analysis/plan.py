@@ -324,6 +324,11 @@ def estimate_selection(
         )
     var = _resolve_variable(assets, sel.variable)
     assets, dropped = deduplicate(role, var.name, assets)
+    grid = _check_one_grid(assets, var.name, sel)
+    units, conversions = harmonize(
+        role, var.name, {_where(a): _variable(a, var.name).units for a in assets}
+    )
+    _check_conversion(role, request, var.name, units)
     covered = coverage(assets, sel.start, sel.end)
     if not covered.complete and not request.allow_partial:
         raise PlanningError(
@@ -331,11 +336,6 @@ def estimate_selection(
             f"({covered.describe()}); narrow the period, or set allow_partial to accept "
             "an answer over what exists"
         )
-    grid = _check_one_grid(assets, var.name, sel)
-    units, conversions = harmonize(
-        role, var.name, {_where(a): _variable(a, var.name).units for a in assets}
-    )
-    _check_conversion(role, request, var.name, units)
     by_region: dict[str, list[Asset]] = defaultdict(list)
     for asset in assets:
         by_region[asset.region].append(asset)
