@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -58,6 +59,22 @@ def _prefect_client_settings() -> Any:
     if auth is not None:
         updates[PREFECT_API_AUTH_STRING] = auth.get_secret_value()
     return temporary_settings(updates)
+
+
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs a failed run's exception with its traceback; for a ProximaError the
+    message is the whole story (``--debug`` keeps the traceback).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ProximaError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _no_tracebacks_for_user_errors() -> None:
+    for handler in logging.getLogger("prefect").handlers:
+        handler.addFilter(_UserErrorsWithoutTraceback())
 
 
 def _platform() -> Any:
@@ -370,12 +387,16 @@ def analyze(
         help="With --submit: submitting the same key again returns the first run.",
     ),
     wait: bool = typer.Option(False, "--wait", help="With --submit: wait for the run to end."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors too."),
 ) -> None:
     """Run the cross-region analysis flow on REQUEST.json and print its summary."""
     from pathlib import Path
 
     from flows.cross_region_analysis import analyze as run_analysis
     from proxima.analysis.request import AnalysisRequest
+
+    if not debug:
+        _no_tracebacks_for_user_errors()
 
     try:
         raw = json.loads(Path(request_file).read_text())

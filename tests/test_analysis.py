@@ -428,3 +428,38 @@ def test_results_store_in_s3(catalog, stack, settings):
     assert summary["result_uri"] == "s3://proxima-results/runs/s3-check.nc"
     body = client.get_object(Bucket="proxima-results", Key="runs/s3-check.nc")["Body"].read()
     assert body == Path(summary["result_path"]).read_bytes()
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            json.dumps({"selection": {**BASE, "variable": "sea_ice_thickness"}}),
+            "unknown variable 'sea_ice_thickness'",
+        ),
+        ("[1, 2]", "a request is a JSON object, not list"),
+        ("{not json", "cannot use"),
+    ],
+)
+def test_cli_errors_are_one_clear_line_without_traceback(
+    catalog, stack, settings, tmp_path, body, message
+):
+    import subprocess
+    import sys
+
+    from proxima.stack.services import client_env
+
+    request_file = tmp_path / "request.json"
+    request_file.write_text(body)
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "analyze", str(request_file)],
+        env=client_env(stack, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
