@@ -48,3 +48,24 @@ def test_stac_export_validates(catalog, data, os_client, tmp_path):
     collection.validate_all()
     collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     assert pystac.Collection.from_file(str(tmp_path / "collection.json")).id == "era5-pacific"
+
+
+def test_export_to_an_unwritable_place_is_one_clear_line(catalog, stack, settings, tmp_path):
+    import subprocess
+    import sys
+
+    from proxima.stack.services import client_env
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "catalog", "export", str(blocker / "out")],
+        env=client_env(stack, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert f"cannot write the export to {blocker / 'out'}" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
