@@ -145,6 +145,8 @@ def ensure_alias(client: OpenSearch, alias: str, mapping: dict[str, Any]) -> str
     except (OSConnectionError, TransportError) as exc:
         raise CatalogUnavailable(f"OpenSearch is not reachable: {exc}") from exc
     if target:
+        # additive mapping changes (a new field) reach an index made by older code
+        client.indices.put_mapping(index=target, body=mapping)
         return target
     name = new_index_name(alias)
     create_index(client, name, mapping)

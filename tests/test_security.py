@@ -269,3 +269,24 @@ def test_catalog_search_authenticates_as_the_catalog_block_says(deployed, stack,
             assert proxy.refused > 0
         finally:
             original.save(CATALOG_BLOCK, overwrite=True)
+
+
+def test_every_listener_of_the_stack_binds_its_configured_host(stack, settings):
+    """No service of the stack (nor a child such as a Dask worker process) listens on
+    every interface: each binds the host its configuration names.
+    """
+    import psutil
+
+    from proxima.stack import manager
+
+    hosts = {"127.0.0.1", "::1"}
+    wild = []
+    for row in manager.status(settings, stack):
+        if not row.pid:
+            continue
+        parent = psutil.Process(row.pid)
+        for proc in [parent, *parent.children(recursive=True)]:
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr.ip not in hosts:
+                    wild.append((row.name, proc.pid, f"{conn.laddr.ip}:{conn.laddr.port}"))
+    assert not wild, wild

@@ -12,6 +12,7 @@ import pystac
 
 from proxima.catalog.model import FACET_KEYS
 
+NO_FACET = "none"
 ESM_COLUMNS = [
     "region",
     "dataset",
@@ -55,7 +56,9 @@ def esm_rows(assets: list[dict[str, Any]], roots: dict[str, str]) -> list[dict[s
                 "end_time": t.get("end_native", ""),
             }
             facets = asset.get("facets") or {}
-            row |= {k: facets.get(k, "") for k in FACET_KEYS}
+            # intake-esm groups by facets and refuses a column mixing empty and set
+            # values (ERA5 next to CMIP6): an absent facet is the value "none"
+            row |= {k: facets.get(k) or NO_FACET for k in FACET_KEYS}
             rows.append(row)
     return rows
 

@@ -16,8 +16,10 @@ from typing import Any
 import cftime
 import numpy as np
 
+from proxima.catalog.facets import facets
 from proxima.catalog.geo import envelope, lon_extent
-from proxima.catalog.model import FACET_KEYS, Asset, TimeCoverage, Variable, asset_id
+from proxima.catalog.model import Asset, TimeCoverage, Variable, asset_id
+from proxima.errors import ProximaError
 from proxima.paths import inside
 from proxima.zarr_chunks import check_chunks
 
@@ -61,8 +63,17 @@ def _to_datetime(value: Any) -> datetime:
             day -= 1
 
 
+class BadTimeAxis(ValueError):
+    """The time coordinate cannot be read as dates."""
+
+
 def _time_coverage(values: np.ndarray, attrs: dict[str, Any]) -> TimeCoverage:
-    units = attrs["units"]
+    units = attrs.get("units")
+    if not units:
+        raise BadTimeAxis(
+            "the time coordinate has no 'units' attribute (e.g. 'hours since 1900-01-01'), "
+            "so its values cannot be read as dates"
+        )
     calendar = attrs.get("calendar", "standard")
     ends = cftime.num2date(np.asarray([values[0], values[-1]]), units, calendar)
     step_h = 0.0
@@ -149,6 +160,7 @@ def _netcdf(path: Path, asset: Asset) -> Asset:
                 asset.variables.append(
                     _variable(name, vattrs, dims, list(var.shape), var.dtype, chunks)
                 )
+    asset.facets, asset.facet_conflicts = facets(attrs, asset.path)
     asset.attributes_text = _text(attrs)
     return _finish(asset, coords)
 
@@ -181,7 +193,7 @@ def _zarr(path: Path, asset: Asset) -> Asset:
                     list(zarray["chunks"]),
                 )
             )
-    asset.facets = {k: str(attrs[k]) for k in FACET_KEYS if k in attrs}
+    asset.facets, asset.facet_conflicts = facets(attrs, asset.path)
     asset.attributes_text = _text(attrs)
     return _finish(asset, coords)
 
@@ -228,6 +240,22 @@ def _describe(path: Path, fmt: str, asset: Asset) -> Asset:
     return result
 
 
+def _reachable(root: str, relpath: str) -> Path:
+    """The asset's path, inside the root and existing; a clear error otherwise (a symlink
+    loop, a dangling link, a link out of the root, a file gone since the scan).
+    """
+    link = Path(root) / relpath
+    try:
+        path = inside(root, relpath)
+    except RuntimeError as exc:  # Path.resolve on a symlink loop
+        raise OSError(f"{relpath}: a symbolic link loop") from exc
+    if not path.exists():
+        if link.is_symlink():
+            raise FileNotFoundError(f"{relpath}: a dangling symbolic link to {os.readlink(link)}")
+        raise FileNotFoundError(f"{relpath}: gone since the scan")
+    return path
+
+
 def extract(
     root: str, relpath: str, region: str, dataset: str, bucket: str, etag: str | None = None
 ) -> dict[str, Any]:
@@ -244,9 +272,26 @@ def extract(
     Returns:
         The asset as a JSON-ready dict (plain data travels cheaply from Dask workers).
     """
-    path = inside(root, relpath)
-    fmt = "zarr" if path.is_dir() else ("netcdf" if path.suffix in (".nc", ".nc4") else "unknown")
     key = relpath.split("/", 1)[1] if "/" in relpath else relpath
+    try:
+        path = _reachable(root, relpath)
+    except (OSError, RuntimeError, ProximaError) as exc:
+        asset = Asset(
+            id=asset_id(region, relpath),
+            region=region,
+            dataset=dataset,
+            path=relpath,
+            uri=f"s3://{bucket}/{key}",
+            format="unknown",
+            size=0,
+            mtime_ns=0,
+            quarantined=True,
+            error_class=type(exc).__name__,
+            error_message=str(exc)[:2000],
+            indexed_at=datetime.now(UTC),
+        )
+        return asset.model_dump(mode="json")
+    fmt = "zarr" if path.is_dir() else ("netcdf" if path.suffix in (".nc", ".nc4") else "unknown")
     for _ in range(SCAN_ATTEMPTS):
         # The document must describe the file at the (size, mtime) it records: a file
         # replaced while we read it is read again, so the next diff sees what we saw.

@@ -81,6 +81,10 @@ class Asset(BaseModel):
     lon_convention: Literal["0-360", "-180-180"] | None = None
     lat_descending: bool | None = None
     facets: dict[str, str] = Field(default_factory=dict)
+    facet_conflicts: list[str] = Field(
+        default_factory=list,
+        description="Facets on which the global attributes, DRS path and file name disagree.",
+    )
     attributes_text: str = ""
     quarantined: bool = False
     error_class: str | None = None
@@ -137,6 +141,7 @@ MAPPING: dict[str, Any] = {
         "lon_convention": {"type": "keyword"},
         "lat_descending": {"type": "boolean"},
         "facets": {"properties": {k: {"type": "keyword"} for k in FACET_KEYS}},
+        "facet_conflicts": {"type": "keyword"},
         "attributes_text": {"type": "text"},
         "quarantined": {"type": "boolean"},
         "error_class": {"type": "keyword"},

@@ -99,7 +99,10 @@ def _candidate(
     region: str, root: Path, path: Path, dataset: str, bucket: str, etag: str | None
 ) -> Candidate:
     rel = path.relative_to(root).as_posix()
-    size, mtime = tree_stat(path)
+    try:
+        size, mtime = tree_stat(path)
+    except OSError:  # a loop, a dangling link, gone: extraction names it and quarantines
+        size, mtime = 0, 0
     return Candidate(asset_id(region, rel), rel, dataset, bucket, size, mtime, etag)
 
 

@@ -222,6 +222,10 @@ def _region_services(
                 "--name",
                 f"{region.name}-worker",
                 "--no-dashboard",
+                # the worker's HTTP server (health, metrics) runs even without a
+                # dashboard, and listens on every interface unless told otherwise
+                "--dashboard-address",
+                f"{region.host}:0",
                 "--local-directory",
                 str(settings.state_dir / "dask" / region.name),
                 *tls_args("worker"),
