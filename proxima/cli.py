@@ -73,8 +73,10 @@ class _UserErrorsWithoutTraceback(logging.Filter):
 
 
 def _no_tracebacks_for_user_errors() -> None:
-    for handler in logging.getLogger("prefect").handlers:
-        handler.addFilter(_UserErrorsWithoutTraceback())
+    # the engine logs a run's exception on these loggers (a logger's filters survive
+    # Prefect re-configuring the handlers)
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+        logging.getLogger(name).addFilter(_UserErrorsWithoutTraceback())
 
 
 def _platform() -> Any:
@@ -92,7 +94,7 @@ err = Console(stderr=True)
 
 
 def _fail(exc: ProximaError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line, unwrapped
     raise typer.Exit(1)
 
 

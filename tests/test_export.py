@@ -37,23 +37,25 @@ def test_intake_esm_search_matches_proxima_search(catalog, data, settings, os_cl
 
 def test_the_whole_mixed_catalog_loads_in_intake_esm(catalog, data, settings, os_client, tmp_path):
     """ERA5 (no CMIP6 facets) next to CMIP6 in one export: intake-esm opens it and
-    ``to_dataset_dict`` loads every group (a column mixing empty and set facets was
+    every group loads (a column mixing empty and set facets was
     refused: "should either be all NaN or there should be no NaNs").
     """
     import xarray as xr
 
     assets = search(os_client, data.opensearch.alias, CatalogQuery()).assets
     roots = {r.name: str(settings.region_root(r.name)) for r in data.regions}
-    col = intake.open_esm_datastore(str(export.write_esm_collection(assets, roots, tmp_path)))
+    # threaded=False and group by group: intake-esm otherwise opens files and groups in
+    # threads, and netCDF4 opening files in threads crashed the HDF5 library here now
+    # and then ("NetCDF: HDF error", a bus error) — a limit of the readers, not the export
+    spec = export.write_esm_collection(assets, roots, tmp_path)
+    col = intake.open_esm_datastore(str(spec), threaded=False)
     assert {"era5", "era5-pacific", "era5-europe", "cmip6"} <= set(col.df["dataset"])
-    dsets = col.to_dataset_dict(
-        xarray_open_kwargs={"decode_times": xr.coders.CFDatetimeCoder(use_cftime=True)},
-        progressbar=False,
-    )
+    decode = xr.coders.CFDatetimeCoder(use_cftime=True)
+    dsets = {key: col[key](xarray_open_kwargs={"decode_times": decode}).to_dask() for key in col}
     groups = col.esmcat.aggregation_control.groupby_attrs
     assert len(dsets) == col.df.groupby(groups).ngroups > 4
     for key, ds in dsets.items():
-        assert ds.data_vars and ds.sizes["time"] > 0, key
+        assert ds.data_vars and max(ds.sizes.get("time", 0), ds.sizes.get("time0", 0)) > 0, key
 
 
 def test_stac_export_validates(catalog, data, os_client, tmp_path):

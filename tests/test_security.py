@@ -287,6 +287,7 @@ def test_every_listener_of_the_stack_binds_its_configured_host(stack, settings):
         parent = psutil.Process(row.pid)
         for proc in [parent, *parent.children(recursive=True)]:
             for conn in proc.net_connections(kind="inet"):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr.ip not in hosts:
+                ip = conn.laddr.ip.removeprefix("::ffff:")  # IPv4-mapped (the JVM's)
+                if conn.status == psutil.CONN_LISTEN and ip not in hosts:
                     wild.append((row.name, proc.pid, f"{conn.laddr.ip}:{conn.laddr.port}"))
     assert not wild, wild
