@@ -109,6 +109,15 @@ class DatasetConfig(_Strict):
         return self
 
 
+def dataset_named(region: str, datasets: list[DatasetConfig], name: str) -> DatasetConfig:
+    """The dataset ``name`` of ``region``, or an error listing those it holds."""
+    for dataset in datasets:
+        if dataset.name == name:
+            return dataset
+    known = ", ".join(d.name for d in datasets) or "none"
+    raise ConfigurationError(f"region {region} has no dataset {name!r} (it has: {known})")
+
+
 class RegionConfig(_Strict):
     """One data region: its Dask cluster, S3 endpoint and datasets."""
 
@@ -163,11 +172,7 @@ class RegionConfig(_Strict):
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the dataset ``name`` held in this region."""
-        for dataset in self.datasets:
-            if dataset.name == name:
-                return dataset
-        known = ", ".join(d.name for d in self.datasets) or "none"
-        raise ConfigurationError(f"region {self.name} has no dataset {name!r} (it has: {known})")
+        return dataset_named(self.name, self.datasets, name)
 
 
 class StackConfig(_Strict):

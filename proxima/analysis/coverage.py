@@ -42,7 +42,8 @@ class Coverage(BaseModel):
         return "partial: missing " + ", ".join(f"{a}..{b}" for a, b in self.missing)
 
 
-def _where(asset: Asset) -> str:
+def place(asset: Asset) -> str:
+    """``region:path``: where an asset is, as messages name it."""
     return f"{asset.region}:{asset.path}"
 
 
@@ -78,7 +79,7 @@ def deduplicate(role: str, variable: str, assets: list[Asset]) -> tuple[list[Ass
     dropped: list[str] = []
     for group in groups.values():
         # newest version first; among equals the first by place stays (stable sorts)
-        group.sort(key=_where)
+        group.sort(key=place)
         group.sort(key=lambda a: a.facets.get("version", ""), reverse=True)
         chosen: list[Asset] = []
         for asset in group:
@@ -86,16 +87,16 @@ def deduplicate(role: str, variable: str, assets: list[Asset]) -> tuple[list[Ass
             if clash is None:
                 chosen.append(asset)
             elif _same_content(clash, asset):
-                dropped.append(f"{_where(asset)} (a copy of {_where(clash)})")
+                dropped.append(f"{place(asset)} (a copy of {place(clash)})")
             elif asset.facets.get("version", "") < clash.facets.get("version", ""):
-                dropped.append(f"{_where(asset)} (superseded by {_where(clash)})")
+                dropped.append(f"{place(asset)} (superseded by {place(clash)})")
             else:
                 raise OverlapError(
-                    f"{role}: {variable} in {_where(asset)} and {_where(clash)} overlap in "
+                    f"{role}: {variable} in {place(asset)} and {place(clash)} overlap in "
                     "time with different content; remove one, or pin one with facets"
                 )
         kept.extend(chosen)
-    return sorted(kept, key=_where), sorted(dropped)
+    return sorted(kept, key=place), sorted(dropped)
 
 
 def _days(asset: Asset) -> tuple[date, date] | None:

@@ -14,7 +14,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 from pydantic import BaseModel, Field
 
-from proxima.analysis.coverage import Coverage, coverage, deduplicate
+from proxima.analysis.coverage import Coverage, coverage, deduplicate, place
 from proxima.analysis.kernels import AssetRef, KernelSpec
 from proxima.analysis.partials import SEASONS, fields
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
@@ -136,10 +136,6 @@ def _space_fraction(asset: Asset, sel: Selection) -> tuple[float, float]:
     a_lon = (ab[2] - ab[0]) if ab[0] <= ab[2] else (360.0 - ab[0] + ab[2])
     a_lat = max(ab[3] - ab[1], 1e-9)
     return min(lon_span / max(a_lon, 1e-9), 1.0), min((n - s) / a_lat, 1.0)
-
-
-def _where(asset: Asset) -> str:
-    return f"{asset.region}:{asset.path}"
 
 
 def _variable(asset: Asset, name: str) -> Variable:
@@ -273,6 +269,7 @@ def _region_plan(
         ft = _overlap_fraction(asset, sel)
         read += var.nbytes * ft * fx * fy
         steps += round(var.shape[0] * ft)
+        scale, offset = conversions.get(place(asset), (1.0, 0.0))
         refs.append(
             AssetRef(
                 path=asset.path,
@@ -281,8 +278,8 @@ def _region_plan(
                 steps=var.shape[0],
                 nbytes=var.nbytes,
                 time_chunk=(var.chunks or [0])[0],
-                scale=conversions.get(_where(asset), (1.0, 0.0))[0],
-                offset=conversions.get(_where(asset), (1.0, 0.0))[1],
+                scale=scale,
+                offset=offset,
             )
         )
     keys = _keys(items, sel, request.group_by) if request.group_by else 1
@@ -326,7 +323,7 @@ def estimate_selection(
     assets, dropped = deduplicate(role, var.name, assets)
     grid = _check_one_grid(assets, var.name, sel)
     units, conversions = harmonize(
-        role, var.name, {_where(a): _variable(a, var.name).units for a in assets}
+        role, var.name, {place(a): _variable(a, var.name).units for a in assets}
     )
     _check_conversion(role, request, var.name, units)
     covered = coverage(assets, sel.start, sel.end)

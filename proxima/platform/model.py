@@ -11,7 +11,7 @@ from typing import Any
 from distributed.security import Security
 from pydantic import BaseModel, Field
 
-from proxima.config import EGRESS_PRICES_DEFAULT, DatasetConfig
+from proxima.config import EGRESS_PRICES_DEFAULT, DatasetConfig, dataset_named
 from proxima.dask_tls import DaskTls
 from proxima.errors import ConfigurationError
 from proxima.opensearch import CatalogConnection
@@ -40,11 +40,7 @@ class Region(BaseModel):
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset ``name`` held in this region."""
-        for dataset in self.datasets:
-            if dataset.name == name:
-                return dataset
-        known = ", ".join(d.name for d in self.datasets) or "none"
-        raise ConfigurationError(f"region {self.name} has no dataset {name!r} (it has: {known})")
+        return dataset_named(self.name, self.datasets, name)
 
     def dask_security(self) -> Security | None:
         """What a client needs to connect to the region's scheduler (None: plain TCP)."""
