@@ -125,8 +125,11 @@ def test_extract_and_kernels_refuse_escaping_paths(tmp_path):
     from proxima.analysis.kernels import AssetRef, open_asset
     from proxima.catalog.extract import extract
 
-    with pytest.raises(UnsafePath):
-        extract(str(tmp_path), "../../etc/passwd", "us-east-1", "era5", "era5-pds")
+    # extraction never opens it: the entry is quarantined (one bad entry never blocks a
+    # region's refresh), with the reason
+    doc = extract(str(tmp_path), "../../etc/passwd", "us-east-1", "era5", "era5-pds")
+    assert doc["quarantined"] and doc["error_class"] == "UnsafePath"
+    assert "leaves the region root" in doc["error_message"] and not doc["variables"]
     with pytest.raises(UnsafePath):
         open_asset(str(tmp_path), AssetRef(path="/etc/passwd", format="netcdf"), "t")
 
