@@ -13,8 +13,7 @@ import xarray as xr
 
 from proxima.catalog import refresh
 from proxima.catalog.extract import extract
-from proxima.config import DatasetConfig
-from proxima.platform import Region
+from tests.regions import era5_region
 
 
 def _netcdf(path, time_units: bool = True) -> None:
@@ -47,20 +46,7 @@ def test_bad_entries_are_quarantined_with_reasons_and_good_files_indexed(tmp_pat
     _netcdf(outside)
     os.symlink(outside, bucket / "escapes.nc")
     _netcdf(bucket / "vanishes.nc")
-    region = Region(
-        name="us-east-1",
-        root=str(root),
-        datasets=[
-            DatasetConfig(
-                name="era5",
-                kind="era5",
-                bucket="era5-pds",
-                start="2020-01",
-                end="2020-01",
-                variables=["air_temperature_at_2_metres"],
-            )
-        ],
-    )
+    region = era5_region(root=str(root))
     found = refresh.scan_region(region, str(root))  # never raises on a bad entry
     (bucket / "vanishes.nc").unlink()  # gone between the scan and the header read
     docs = {

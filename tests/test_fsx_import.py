@@ -9,23 +9,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from proxima.config import DatasetConfig, RegionConfig
 from proxima.repository import ImportFailed, fsx_import, import_region
+from tests.regions import era5_region
 
-REGION = RegionConfig(
-    name="us-east-1",
-    fsx_file_system_id="fs-0123456789abcdef0",
-    datasets=[
-        DatasetConfig(
-            name="era5",
-            kind="era5",
-            bucket="era5-pds",
-            start="2020-01",
-            end="2020-01",
-            variables=["air_temperature_at_2_metres"],
-        )
-    ],
-)
+REGION = era5_region(fsx_file_system_id="fs-0123456789abcdef0")
 
 
 def _task(lifecycle, **extra):
@@ -91,6 +78,8 @@ def test_fsx_task_timeout_is_reported():
 
 
 def test_region_without_fsx_id_never_calls_fsx(tmp_path):
-    local = REGION.model_copy(update={"fsx_file_system_id": None, "s3_port": 1})
+    local = REGION.model_copy(
+        update={"fsx_file_system_id": None, "s3_endpoint": "http://127.0.0.1:1"}
+    )
     with pytest.raises(ImportFailed, match="import of s3://era5-pds in us-east-1"):
         import_region(local, tmp_path)
