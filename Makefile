@@ -2,6 +2,7 @@
 PY      := .venv/bin/python
 VENV    := .venv/.installed
 OS_JARS := infra/local/opensearch/target/.built
+S3_JAR  := infra/local/s3proxy/target/s3proxy.jar
 
 .PHONY: install demo up down status test test-reliability lint bench clean
 
@@ -16,7 +17,10 @@ $(OS_JARS): infra/local/opensearch/pom.xml $(wildcard infra/local/opensearch/src
 	mvn -B -q -f infra/local/opensearch/pom.xml package
 	touch $@
 
-install: $(VENV) $(OS_JARS)  ## Python env + OpenSearch jars (cached)
+$(S3_JAR): infra/local/s3proxy/pom.xml
+	mvn -B -q -f infra/local/s3proxy/pom.xml package
+
+install: $(VENV) $(OS_JARS) $(S3_JAR)  ## Python env + OpenSearch and S3Proxy jars (cached)
 
 demo: install  ## The whole platform end to end on the local stack
 	$(PY) -m proxima.cli demo
@@ -46,4 +50,4 @@ bench: install  ## The quick benchmarks (see docs/benchmarks.md for the others)
 	cd benchmarks && ../$(PY) stack_startup.py && ../$(PY) analysis_overhead.py
 
 clean: down
-	rm -rf .state infra/local/opensearch/target
+	rm -rf .state infra/local/opensearch/target infra/local/s3proxy/target

@@ -165,7 +165,7 @@ class RegionConfig(_Strict):
 
     @property
     def s3_endpoint(self) -> str | None:
-        """The region's S3 endpoint (a moto server locally; None means AWS's own)."""
+        """The region's S3 endpoint (S3Proxy locally; None means AWS's own)."""
         if self.s3_url:
             return None if self.s3_url == "aws" else self.s3_url
         return f"http://{self.host}:{self.s3_port}"

@@ -1,4 +1,4 @@
-"""S3: clients for a region's data repository (moto locally, AWS in production)."""
+"""S3: clients for a region's data repository (S3Proxy locally, AWS in production)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ class Endpoint(Protocol):
     def s3_endpoint(self) -> str | None: ...
 
 
-# moto accepts any key; real deployments use the default AWS credential chain.
+# The local S3Proxy accepts any key; real deployments use the default AWS credential chain.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "proxima", "aws_secret_access_key": "proxima-local"}
 
 
 def _is_local(endpoint: str | None) -> bool:
-    """An explicit endpoint that is not AWS's is a local (moto) one: any key works there."""
+    """An explicit endpoint that is not AWS's is a local (S3Proxy) one: any key works there."""
     return bool(endpoint) and "amazonaws.com" not in str(endpoint)
 
 

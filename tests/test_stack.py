@@ -1,14 +1,18 @@
 """The real local stack: every service healthy, status reporting, clear refusals."""
 
 import json
+import os
 import subprocess
 import sys
 
+import psutil
 import pytest
+from pydantic import SecretStr
 
+from proxima import s3
 from proxima.errors import StackError
 from proxima.settings import ProximaSettings
-from proxima.stack import manager
+from proxima.stack import manager, processes
 
 EXPECTED = {
     "opensearch",
@@ -73,3 +77,54 @@ def test_missing_java_is_a_clear_error(stack, tmp_path):
     other = ProximaSettings(state_dir=tmp_path, java="/nonexistent/java", port_offset=3000)
     with pytest.raises(StackError, match="Java not found"):
         manager.up(other, stack)
+
+
+def test_auth_added_to_a_running_stack_is_refused(stack, settings):
+    """The anonymous API would keep answering: a changed auth must not look healthy."""
+    before = {r.name: r.pid for r in manager.status(settings, stack)}
+    with_auth = settings.model_copy(update={"prefect_auth": SecretStr("admin:s3cret")})
+    with pytest.raises(StackError, match="different PROXIMA_PREFECT_AUTH"):
+        manager.up(with_auth, stack)
+    assert {r.name: r.pid for r in manager.status(settings, stack)} == before
+
+
+def _s3proxies(region: str) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(arg.endswith(f"{region}.properties") for arg in p.info["cmdline"] or [])
+    ]
+
+
+@pytest.mark.reliability
+def test_s3_data_survive_a_restart_and_two_ups_start_one_server(stack, settings):
+    """Objects are files (S3Proxy's filesystem store), not memory; `up` holds a lock, so
+    two at once restart the stopped endpoint once, not twice."""
+    region = stack.region("us-east-1")
+    client = s3.client(region)
+    s3.ensure_bucket(client, "proxima-persist-test", region.name)
+    client.put_object(Bucket="proxima-persist-test", Key="a/b.nc", Body=b"kept")
+
+    (old,) = _s3proxies(region.name)
+    processes.stop(old.pid)
+    env = os.environ | {
+        "PROXIMA_STATE_DIR": str(settings.state_dir),
+        "PROXIMA_STACK_CONFIG": str(settings.stack_config),
+        "PROXIMA_PORT_OFFSET": str(settings.port_offset),
+    }
+    ups = [
+        subprocess.Popen(
+            [sys.executable, "-m", "proxima.cli", "stack", "up"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in ups]
+    assert [p.returncode for p in ups] == [0, 0], outs
+    assert len(_s3proxies(region.name)) == 1
+    assert all(r.healthy for r in manager.status(settings, stack))
+    body = client.get_object(Bucket="proxima-persist-test", Key="a/b.nc")["Body"].read()
+    assert body == b"kept"

@@ -99,8 +99,6 @@ def ensure_generated(
 ) -> GenerateReport | None:
     """Generate ``dataset`` unless its bucket already holds objects.
 
-    moto keeps objects in memory, so a restarted endpoint is empty again.
-
     Returns:
         The generation report, or None when the data was already there.
     """

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from proxima.config import StackConfig, load_stack_config
 from proxima.errors import StackError
 from proxima.pids import alive
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
-from proxima.stack import opensearch_node, processes
+from proxima.stack import opensearch_node, processes, s3_server
 from proxima.stack.automations import ensure_zombie_automation
 from proxima.stack.services import Service, build_services, prefect_auth
 
@@ -52,6 +54,41 @@ def _write_state(settings: ProximaSettings, state: dict[str, Any]) -> None:
     tmp = settings.state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(settings.state_file)
+
+
+@contextmanager
+def _stack_lock(settings: ProximaSettings, progress: Progress) -> Iterator[None]:
+    """One `up` or `down` at a time per state directory: two at once started every
+    service twice, and `down` knew only one of each.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.state_dir / "stack.lock").open("w") as lock:
+        deadline = time.monotonic() + settings.health_timeout_s
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    progress("another `proxima stack up/down` is running here; waiting for it")
+                    waiting = True
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"another `proxima stack up/down` has held {settings.state_dir} for "
+                        f"{settings.health_timeout_s:.0f} s; let it finish, then try again"
+                    ) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _auth_fingerprint(settings: ProximaSettings) -> str:
+    """A hash of the Prefect API credentials the stack's services were started with."""
+    secret = settings.prefect_auth.get_secret_value() if settings.prefect_auth else ""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def code_hash() -> str:
@@ -175,6 +212,11 @@ def up(
     """
     settings = settings or get_settings()
     config = config or load_stack_config(settings=settings)
+    with _stack_lock(settings, progress):
+        return _up(settings, config, progress)
+
+
+def _up(settings: ProximaSettings, config: StackConfig, progress: Progress) -> list[ServiceStatus]:
     state = _read_state(settings)
     running = {
         name: rec["pid"] for name, rec in state.get("services", {}).items() if alive(rec.get("pid"))
@@ -183,6 +225,13 @@ def up(
         raise StackError(
             "a stack with a different configuration is already running from "
             f"{settings.state_dir}; run `proxima stack down` first, then `up` again."
+        )
+    if running and state.get("auth", _auth_fingerprint(settings)) != _auth_fingerprint(settings):
+        # Every service that talks to the Prefect API holds the old credentials, and the
+        # server would keep answering without them: restart all, or nothing.
+        raise StackError(
+            "the running stack was started with a different PROXIMA_PREFECT_AUTH; run "
+            "`proxima stack down`, then `up` again with the new setting"
         )
     if running and state.get("code") != code_hash():
         for name in [n for n in running if n.endswith(CODE_BOUND)]:
@@ -193,8 +242,11 @@ def up(
     if tls_members:
         dask_tls.ensure_certificates(settings.tls_dir, tls_members)
     # Preflight before anything starts: nothing half-up on a predictable failure.
-    if any(s.name == "opensearch" for s in services) and "opensearch" not in running:
+    java_services = {"opensearch", *(s.name for s in services if s.name.endswith("-s3"))}
+    if any(s.name in java_services and s.name not in running for s in services):
         opensearch_node.java_major(settings.java)
+        s3_server.require_jar()
+    if any(s.name == "opensearch" for s in services) and "opensearch" not in running:
         progress("resolving OpenSearch artifacts (cached after the first run)")
         opensearch_node.classpath(settings)
     for service in services:
@@ -210,7 +262,12 @@ def up(
     records: dict[str, dict[str, Any]] = {
         name: rec for name, rec in state.get("services", {}).items() if name in running
     }
-    state = {"fingerprint": config.fingerprint(), "code": code_hash(), "services": records}
+    state = {
+        "fingerprint": config.fingerprint(),
+        "auth": _auth_fingerprint(settings),
+        "code": code_hash(),
+        "services": records,
+    }
     by_name = {s.name: s for s in services}
     try:
         for service in services:
@@ -282,6 +339,11 @@ def down(settings: ProximaSettings | None = None, progress: Progress = lambda _:
         The PIDs that were stopped.
     """
     settings = settings or get_settings()
+    with _stack_lock(settings, progress):
+        return _down(settings, progress)
+
+
+def _down(settings: ProximaSettings, progress: Progress) -> list[int]:
     records = _read_state(settings).get("services", {})
     stopped = []
     for name, rec in reversed(list(records.items())):

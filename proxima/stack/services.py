@@ -15,7 +15,7 @@ import httpx
 from proxima.config import RegionConfig, StackConfig
 from proxima.dask_tls import TlsFiles
 from proxima.settings import PROJECT_ROOT, ProximaSettings
-from proxima.stack import opensearch_node, postgres
+from proxima.stack import opensearch_node, postgres, s3_server
 from proxima.stack.automations import HEARTBEAT_S
 
 BIN = Path(sys.executable).parent
@@ -169,15 +169,8 @@ def _region_services(
         Service(
             name=f"{region.name}-s3",
             url=region.s3_endpoint or "",
-            argv=lambda: [
-                *ns,
-                str(BIN / "moto_server"),
-                "-H",
-                region.host,
-                "-p",
-                str(region.s3_port),
-            ],
-            healthy=lambda: http_ok(f"{region.s3_endpoint}/moto-api/"),
+            argv=lambda: [*ns, *s3_server.argv(region, settings)],
+            healthy=lambda: http_ok(f"{region.s3_endpoint}/"),
             ports=[] if region.netns else [region.s3_port],
             host=region.host,
             region=region.name,
