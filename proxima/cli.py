@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from proxima.errors import ProximaError
+from proxima.errors import ProximaError, describe_invalid
 from proxima.stack import manager
 
 P = ParamSpec("P")
@@ -110,7 +110,7 @@ def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
         except ProximaError as exc:
             _fail(exc)
         except ValidationError as exc:
-            _fail(ProximaError(str(exc)))
+            _fail(ProximaError(describe_invalid(exc)))
 
     return reported
 
@@ -407,7 +407,9 @@ def analyze(
         if dry_run:
             raw["dry_run"] = True
         request = AnalysisRequest.model_validate(raw)
-    except (OSError, ValueError) as exc:  # JSON and pydantic errors are ValueErrors
+    except ValidationError as exc:
+        raise ProximaError(f"cannot use {request_file}: {describe_invalid(exc)}") from exc
+    except (OSError, ValueError) as exc:  # unreadable file or bad JSON
         raise ProximaError(f"cannot use {request_file}: {exc}") from exc
     if submit:
         _submit(request, idempotency_key, wait, as_json)
@@ -449,7 +451,8 @@ def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
     else:
         console.print(f"flow run {run.name} ({run.id}): {state}\n{url}")
     if wait and state != "COMPLETED":
-        raise typer.Exit(1)
+        reason = run.state.message if run.state and run.state.message else "see the run's logs"
+        _fail(ProximaError(f"the run ended {state}: {' '.join(reason.split())}"))
 
 
 @testbed_app.command("up")
@@ -525,6 +528,26 @@ def aws_blocks(
     OpenSearchCatalog(**fields["catalog"]).save(CATALOG_BLOCK, overwrite=True)
     ResultsStore(**fields["results"]).save(RESULTS_BLOCK, overwrite=True)
     console.print(f"saved {CATALOG_BLOCK} and {RESULTS_BLOCK}")
+
+
+@app.command("deploy")
+@_user_errors
+def deploy() -> None:
+    """Register every deployment of prefect.yaml, then seal their parameter forms
+    (a run with an unknown parameter is refused by the API instead of crashing).
+    """
+    from flows.deploy import seal_parameter_schemas
+    from proxima.config import load_stack_config
+    from proxima.settings import get_settings
+    from proxima.stack.services import run_prefect
+
+    out = run_prefect(["--no-prompt", "deploy", "--all"], load_stack_config(), get_settings())
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
+        raise ProximaError(f"`prefect deploy --all` failed:\n{tail}")
+    with _prefect_client_settings():
+        for name in seal_parameter_schemas():
+            console.print(f"deployed {name}")
 
 
 @app.command("demo")

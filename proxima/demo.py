@@ -66,6 +66,7 @@ def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
     """Run the demo; return the answer and figures it printed."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.deploy import seal_parameter_schemas
     from proxima.platform.blocks import save_blocks
 
     settings = settings or get_settings()
@@ -80,6 +81,8 @@ def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
         saved = save_blocks()
     say(f"  blocks: {', '.join(saved)}")
     _prefect(["--no-prompt", "deploy", "--all"], config, settings)
+    with temporary_settings({PREFECT_API_URL: config.prefect.api_url}):
+        seal_parameter_schemas()
     say("[4/6] prefect deployment run 'catalog-refresh/catalog-refresh' --watch")
     _prefect(["deployment", "run", "catalog-refresh/catalog-refresh", "--watch"], config, settings)
     say("[5/6] prefect deployment run 'cross-region-analysis/cross-region-analysis' --watch")

@@ -102,15 +102,17 @@ def os_client(stack: StackConfig):
 
 @pytest.fixture(scope="session")
 def deployed(catalog, stack, settings):
-    """Blocks saved and `prefect --no-prompt deploy --all` run against the test server."""
+    """Blocks saved and `proxima deploy` (prefect deploy --all, schemas sealed) run
+    against the test server."""
     import subprocess
+    import sys
 
     from proxima.platform.blocks import save_blocks
-    from proxima.stack.services import BIN, client_env
+    from proxima.stack.services import client_env
 
     save_blocks()
     out = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        [sys.executable, "-m", "proxima.cli", "deploy"],
         env=client_env(stack, settings),
         cwd=ROOT,
         capture_output=True,
@@ -119,6 +121,7 @@ def deployed(catalog, stack, settings):
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "deployed cross-region-analysis/cross-region-analysis" in out.stdout
     # The suite triggers its own refreshes: an hourly run landing mid-test would race
     # the counts some tests assert. The schedule stays defined (tested), only paused.
     from prefect.client.orchestration import get_client

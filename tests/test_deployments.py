@@ -3,6 +3,8 @@ runs from the CLI, schema rejections, and a scheduled run that completes."""
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -12,7 +14,7 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.client.schemas.schedules import IntervalSchedule
 
-from proxima.stack.services import run_prefect
+from proxima.stack.services import client_env, run_prefect
 
 REQUEST = {
     "selection": {
@@ -85,6 +87,10 @@ def test_cli_run_completes_and_writes_the_result(deployed, settings):
             "request.selection.bbox",
         ),
         ({"request": {**REQUEST, "surprise": 1}}, "surprise"),
+        (
+            {"request": {**REQUEST, "selection": {**REQUEST["selection"], "bbox": [0, 0, 540, 1]}}},
+            "request.selection.bbox[2]",
+        ),
     ],
 )
 def test_bad_cli_parameters_are_rejected_by_the_schema(deployed, settings, params, message):
@@ -103,6 +109,69 @@ def test_bad_cli_parameters_are_rejected_by_the_schema(deployed, settings, param
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode != 0
     assert "Validation failed" in text and message in text, text
+
+
+def test_an_unknown_top_level_parameter_is_refused_by_the_api(deployed):
+    """The Prefect CLI checks names itself; the API (the UI's custom run, scripts) did
+    not, and such a run crashed before the flow began. `proxima deploy` seals it."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    analysis = asyncio.run(_deployment("cross-region-analysis/cross-region-analysis"))
+    assert analysis.parameter_openapi_schema["additionalProperties"] is False
+    with (
+        get_client(sync_client=True) as client,
+        pytest.raises(PrefectHTTPStatusError, match="'surprise' was unexpected"),
+    ):
+        client.create_flow_run_from_deployment(
+            analysis.id, parameters={"request": REQUEST, "surprise": 1}
+        )
+
+
+def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings, tmp_path):
+    """North 91 passes the JSON schema (bbox bounds are per value). The CLI refuses it
+    before submitting; through the API the flow validates it with the same model before
+    any work, and the run's state message says why (what the UI shows)."""
+    from prefect.flow_runs import wait_for_flow_run
+
+    bad = {**REQUEST, "selection": {**REQUEST["selection"], "bbox": [160, -30, -150, 91]}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "analyze", str(path), "--submit", "--wait"],
+        env=client_env(deployed, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "bbox north 91.0 is outside -90..90" in out.stderr
+
+    analysis = asyncio.run(_deployment("cross-region-analysis/cross-region-analysis"))
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(analysis.id, parameters={"request": bad})
+    run = asyncio.run(wait_for_flow_run(run.id, timeout=300))
+    assert run.state.is_failed()
+    assert "bbox north 91.0 is outside -90..90" in run.state.message
+
+
+def test_submit_and_wait_prints_why_a_run_failed(deployed, settings, tmp_path):
+    """`prefect deployment run --watch` prints only the final state; `proxima analyze
+    --submit --wait` prints the run's reason on one line."""
+    unknown = {**REQUEST, "selection": {**REQUEST["selection"], "variable": "no_such_var"}}
+    path = tmp_path / "unknown.json"
+    path.write_text(json.dumps(unknown))
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "analyze", str(path), "--submit", "--wait"],
+        env=client_env(deployed, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "the run ended FAILED" in out.stderr, out.stderr
+    assert "no_such_var" in out.stderr, out.stderr
 
 
 def test_a_short_schedule_produces_a_completed_run(deployed):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from proxima.catalog.geo import normalize_bbox
 from proxima.catalog.model import FACET_KEYS, check_facets
@@ -14,6 +21,10 @@ Reduction = Literal["mean", "min", "max", "sum", "std", "count"]
 Over = Literal["time", "space", "both"]
 GroupBy = Literal["month", "season", "year"]
 Conversion = Literal["K->degC", "kg m-2 s-1->mm/day", "m->mm"]
+# The bound every bbox value shares, published in the JSON schema so that the Prefect API
+# refuses a run with longitude 540 or 1e400 at once; normalize_bbox checks each position
+# (with a message that names it) for every other entry point.
+Degrees = Annotated[float, WithJsonSchema({"type": "number", "minimum": -180, "maximum": 360})]
 
 # source units -> (target units, scale, offset); value_out = value_in * scale + offset
 CONVERSIONS: dict[str, tuple[str, str, float, float]] = {
@@ -39,7 +50,7 @@ class Selection(BaseModel):
     )
     start: date = Field(description="First day, inclusive.", examples=["2020-01-01"])
     end: date = Field(description="Last day, inclusive.", examples=["2020-06-30"])
-    bbox: list[float] = Field(
+    bbox: list[Degrees] = Field(
         default=[-180.0, -90.0, 180.0, 90.0],
         description=(
             "[west, south, east, north] in degrees; longitudes -180..180 or 0..360; "
