@@ -156,6 +156,32 @@ def test_only_minimal_partials_cross_and_the_estimate_holds(
     )
 
 
+def test_monthly_model_data_by_year_estimate_holds_and_the_cap_refuses(catalog, settings):
+    """Issue 15's reproduction: monthly CMIP6 grouped by year was estimated as if hourly
+    (8,760 steps a year). The estimate now comes from the output's shape."""
+    request = {
+        "selection": {
+            "variable": "tas",
+            "dataset": "cmip6",
+            "start": "2015-01-01",
+            "end": "2016-12-31",
+            "facets": {"source_id": "UKESM1-0-LL"},
+        },
+        "reduction": "mean",
+        "over": "time",
+        "group_by": "year",
+    }
+    planned = analyze(AnalysisRequest.model_validate({**request, "dry_run": True}))
+    (row,) = [r for r in planned["plan"] if r["region"] == "us-west-2"]
+    summary, result = _run(request)
+    assert dict(result["result"].sizes)["year"] == 2
+    (west,) = [r for r in summary["regions"] if r["region"] == "us-west-2"]
+    measured = west["bytes_returned"]
+    assert abs(row["bytes_out_est"] - measured) <= 0.2 * measured, (row, measured)
+    with pytest.raises(PlanningError, match="max_transfer_bytes"):
+        analyze(AnalysisRequest.model_validate({**request, "max_transfer_bytes": measured // 2}))
+
+
 @pytest.mark.parametrize(
     ("over", "group_by", "convert"),
     [("space", None, None), ("both", "month", "K->degC"), ("both", None, None)],
