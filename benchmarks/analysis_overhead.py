@@ -21,6 +21,7 @@ from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 
 from proxima import opensearch  # noqa: E402
+from proxima.analysis.cf import data_variable  # noqa: E402
 from proxima.analysis.kernels import compute_partial  # noqa: E402
 from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> None:
         dask_s.append(time.perf_counter() - t0)
     import xarray as xr
 
-    ours = xr.open_dataset(summary["result_path"], engine="h5netcdf")["result"]
+    ours = data_variable(xr.open_dataset(summary["result_path"], engine="h5netcdf"))
     np.testing.assert_allclose(ours.values, plain.transpose(*ours.dims).values, rtol=1e-9)
     gb = summary["bytes_read"] / 1e9
     p, d = statistics.median(prefect_s), statistics.median(dask_s)

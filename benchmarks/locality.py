@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import print_machine  # noqa: E402
 
 from proxima import datagen, opensearch, testbed  # noqa: E402
+from proxima.analysis.cf import data_variable  # noqa: E402
 from proxima.analysis.kernels import compute_partial  # noqa: E402
 from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
@@ -138,7 +139,7 @@ class Bench:
         import xarray as xr
 
         with xr.open_dataset(summary["result_path"], engine="h5netcdf") as ds:
-            return ds["result"].load(), summary
+            return data_variable(ds).load(), summary
 
     def specs(self, request: dict[str, Any]) -> dict[str, Any]:
         plan = make_plan(

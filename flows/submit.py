@@ -4,8 +4,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
@@ -45,3 +50,29 @@ def submit_analysis(
         as_subflow=False,
     )
     return run
+
+
+def watch_run(flow_run_id: UUID, say: Callable[[str], None], poll_s: float = 1.0) -> FlowRun:
+    """Wait for a flow run to end, saying each state change of it and of its regional
+    subflows (``analyze-<region>``) as it happens.
+
+    Returns:
+        The flow run in its final state.
+    """
+    seen: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
+            )
+            for item in [run, *sorted(children, key=lambda r: r.name)]:
+                label = "run" if item.id == run.id else item.name
+                if item.state_name and seen.get(label) != item.state_name:
+                    seen[label] = item.state_name
+                    say(f"{label}: {item.state_name}")
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(poll_s)

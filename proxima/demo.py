@@ -13,6 +13,7 @@ from typing import Any
 import xarray as xr
 
 from proxima import datagen
+from proxima.analysis.cf import data_variable
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import ProximaError
 from proxima.platform import Platform, from_stack
@@ -103,7 +104,7 @@ def run(say: Say, settings: ProximaSettings | None = None) -> dict[str, Any]:
     per_region = json.loads(ds.attrs["per_region"])
     answer = {
         int(m): round(float(v), 3)
-        for m, v in zip(ds["month"].values, ds["result"].values, strict=True)
+        for m, v in zip(ds["month"].values, data_variable(ds).values, strict=True)
     }
     say("[6/6] answer: mean 2 m temperature over the tropical Pacific (160E-150W, 30S-30N)")
     for month, value in answer.items():

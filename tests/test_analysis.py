@@ -10,6 +10,7 @@ import xarray as xr
 from pydantic import ValidationError
 
 from flows.cross_region_analysis import analyze
+from proxima.analysis.cf import data_variable
 from proxima.analysis.plan import PlanningError
 from proxima.analysis.request import AnalysisRequest
 
@@ -106,7 +107,7 @@ def test_era5_split_across_regions_equals_reference(catalog, settings, reduction
         "time",
         group_by,
     )
-    _assert_close(result["result"], ref)
+    _assert_close(data_variable(result), ref)
     regions = {r["region"]: r for r in summary["regions"]}
     assert set(regions) == {"us-east-1", "us-west-2"}
     # each region's task ran on that region's own workers (recorded in the result)
@@ -144,7 +145,7 @@ def test_only_minimal_partials_cross_and_the_estimate_holds(
     }
     planned = analyze(AnalysisRequest.model_validate({**request, "dry_run": True}))
     summary, result = _run(request)
-    result_bytes = result["result"].size * 8
+    result_bytes = data_variable(result).size * 8
     west = next(r for r in summary["regions"] if r["region"] == "us-west-2")  # the TLS region
     assert summary["bytes_crossed_regions"] == west["bytes_returned"]
     share = result_bytes * 3 / 6 if group_by == "month" else result_bytes
@@ -174,7 +175,7 @@ def test_monthly_model_data_by_year_estimate_holds_and_the_cap_refuses(catalog, 
     planned = analyze(AnalysisRequest.model_validate({**request, "dry_run": True}))
     (row,) = [r for r in planned["plan"] if r["region"] == "us-west-2"]
     summary, result = _run(request)
-    assert dict(result["result"].sizes)["year"] == 2
+    assert dict(data_variable(result).sizes)["year"] == 2
     (west,) = [r for r in summary["regions"] if r["region"] == "us-west-2"]
     measured = west["bytes_returned"]
     assert abs(row["bytes_out_est"] - measured) <= 0.2 * measured, (row, measured)
@@ -210,13 +211,13 @@ def test_space_and_total_reductions_equal_reference(catalog, settings, over, gro
     )
     if convert:
         ref = ref - 273.15
-        assert result["result"].attrs["units"] == "degC"
+        assert data_variable(result).attrs["units"] == "degC"
     if over == "space":
-        np.testing.assert_allclose(result["result"].values, ref.values, rtol=1e-6)
+        np.testing.assert_allclose(data_variable(result).values, ref.values, rtol=1e-6)
         assert result.sizes["time"] == ref.sizes["time"] == 8 * 24
     else:
         np.testing.assert_allclose(
-            np.atleast_1d(result["result"].values), np.atleast_1d(ref.values), rtol=1e-6
+            np.atleast_1d(data_variable(result).values), np.atleast_1d(ref.values), rtol=1e-6
         )
 
 
@@ -265,7 +266,7 @@ def test_projection_minus_reanalysis_on_the_coarser_grid(catalog, settings):
     assert b.sizes["lat"] * b.sizes["lon"] < a.sizes["lat"] * a.sizes["lon"]  # UKESM coarser
     a_on_b = a.sortby("lat").sortby("lon").interp(lat=b.lat, lon=b.lon, kwargs={"fill_value": None})
     expected = b - a_on_b
-    _assert_close(result["result"], expected.transpose("lat", "lon"))
+    _assert_close(data_variable(result), expected.transpose("lat", "lon"))
     assert {r["role"] for r in summary["regions"]} == {"selection", "baseline"}
 
 
@@ -409,7 +410,7 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
     )
     assert summary["coverage"] == result.attrs["coverage"]
     assert [r["region"] for r in summary["regions"]] == ["us-east-1"]
-    assert np.isfinite(result["result"].values).all()
+    assert np.isfinite(data_variable(result).values).all()
 
 
 def test_zarr_output(catalog):
@@ -423,7 +424,7 @@ def test_zarr_output(catalog):
     summary = analyze(AnalysisRequest.model_validate(request))
     path = Path(summary["result_path"])
     assert path.suffix == ".zarr" and (path / ".zmetadata").exists()
-    assert xr.open_zarr(path)["result"].dims == ("lat", "lon")
+    assert data_variable(xr.open_zarr(path)).dims == ("lat", "lon")
 
 
 def test_results_store_in_s3(catalog, stack, settings):

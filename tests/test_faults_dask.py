@@ -11,6 +11,7 @@ import xarray as xr
 from distributed import Client
 
 from flows.cross_region_analysis import RegionFailed, analyze
+from proxima.analysis.cf import data_variable
 from proxima.analysis.request import AnalysisRequest
 from proxima.stack import manager, processes
 from tests import faults
@@ -47,7 +48,7 @@ def _run(name: str, **extra) -> dict:
 @pytest.fixture(scope="module")
 def clean(catalog) -> xr.DataArray:
     summary = _run("faults-clean")
-    return xr.open_dataset(summary["result_path"], engine="h5netcdf")["result"].load()
+    return data_variable(xr.open_dataset(summary["result_path"], engine="h5netcdf")).load()
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "us-west-2"])
@@ -66,7 +67,7 @@ def test_worker_sigkilled_mid_analysis_gives_the_same_answer(clean, region, tmp_
     kills = list(ledger.iterdir())
     assert len(kills) == 1, "the fault was not injected"
     assert after and not (after & before), "the killed worker should have been replaced"
-    result = xr.open_dataset(summary["result_path"], engine="h5netcdf")["result"]
+    result = data_variable(xr.open_dataset(summary["result_path"], engine="h5netcdf"))
     np.testing.assert_allclose(result.values, clean.values, rtol=1e-12)
     assert [r["region"] for r in summary["regions"]] == ["us-east-1", "us-west-2"]
     observe(
@@ -93,7 +94,7 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_bounded_deaths(
         client.wait_for_workers(1, timeout=60)
     assert 1 < deaths <= 4, (deaths, str(err.value))  # distributed allowed-failures = 3
     assert partial["missing_regions"] == ["us-west-2"]
-    east = xr.open_dataset(partial["result_path"], engine="h5netcdf")["result"]
+    east = data_variable(xr.open_dataset(partial["result_path"], engine="h5netcdf"))
     assert np.isfinite(east.sel(month=[1, 2]).values).all()  # us-east-1's months answered
     observe(worker_deaths=deaths, error=str(err.value)[:300])
 
@@ -108,6 +109,6 @@ def test_a_killed_scheduler_is_named_then_a_retry_succeeds(clean, settings, conf
     finally:
         manager.up(settings, config)  # restarts the scheduler; its workers rejoin or restart
     summary = _run("faults-after-restart")
-    result = xr.open_dataset(summary["result_path"], engine="h5netcdf")["result"]
+    result = data_variable(xr.open_dataset(summary["result_path"], engine="h5netcdf"))
     np.testing.assert_allclose(result.values, clean.values, rtol=1e-12)
     observe(error=str(err.value)[:300], retry="same answer, rtol 1e-12")

@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 
 from flows.cross_region_analysis import analyze
 from flows.submit import submit_analysis
+from proxima.analysis.cf import data_variable
 from proxima.analysis.request import AnalysisRequest
 from tests import faults
 
@@ -146,13 +147,13 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     again = submit_analysis(request, wait_seconds=300)  # re-running once more changes nothing
     assert again.state.type.value == "COMPLETED", again.state
     assert not list(results.glob(f".partial-*-{name}.nc")), "a crashed run's partial write remains"
-    written = xr.open_dataset(results / f"{name}.nc", engine="h5netcdf")["result"].load()
+    written = data_variable(xr.open_dataset(results / f"{name}.nc", engine="h5netcdf")).load()
     reference = analyze(
         AnalysisRequest.model_validate(
             {**REQUEST, "output_name": f"{name}-reference", "overwrite": True}
         )
     )
-    expected = xr.open_dataset(reference["result_path"], engine="h5netcdf")["result"]
+    expected = data_variable(xr.open_dataset(reference["result_path"], engine="h5netcdf"))
     np.testing.assert_array_equal(written.values, expected.values)
     observe(
         crashed_state=crashed.state.name,

@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 
 from proxima import datagen, opensearch, testbed
+from proxima.analysis.cf import data_variable
 from proxima.analysis.partials import combine, finalize
 from proxima.analysis.plan import make_plan
 from proxima.analysis.request import AnalysisRequest
@@ -151,7 +152,9 @@ def test_proxima_moves_result_sized_bytes_and_50x_less_than_pulling(bed, tmp_pat
     pull_bytes = testbed.delta(before, testbed.counters(config))
     pulled = finalize(combine(parts), "mean")
     np.testing.assert_allclose(
-        result["result"].values, pulled.transpose(*result["result"].dims).values, rtol=1e-9
+        data_variable(result).values,
+        pulled.transpose(*data_variable(result).dims).values,
+        rtol=1e-9,
     )
 
     total_proxima = sum(v["to_region"] + v["from_region"] for v in proxima_bytes.values())

@@ -13,7 +13,7 @@ from typing import Any
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxima.analysis import results
+from proxima.analysis import cf, results
 from proxima.analysis.partials import combine
 from proxima.analysis.plan import Plan
 from proxima.analysis.request import AnalysisRequest
@@ -116,11 +116,10 @@ def assemble(
     regions = [o.model_dump() for o in ordered]
     bytes_read = sum(o.bytes_read for o in outcomes)
     crossed = sum(o.bytes_returned for o in outcomes if o.region != client_region)
-    variable = main.variable
-    ds = answer.rename("result").to_dataset()
+    ds = cf.to_dataset(answer, request, plan)
     ds.attrs.update(
         {
-            "title": f"{request.reduction} of {variable} over {request.over}",
+            "title": f"{request.reduction} of {main.variable} over {request.over}",
             "request": request.model_dump_json(),
             "regions": ",".join(o.region for o in ordered),
             "workers": ",".join(f"{o.region}={o.worker}" for o in ordered),
@@ -138,7 +137,7 @@ def assemble(
         }
     )
     return Assembled(
-        answer=answer,
+        answer=cf.data_variable(ds),
         dataset=ds,
         regions=regions,
         bytes_read=bytes_read,

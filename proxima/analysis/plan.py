@@ -48,6 +48,8 @@ class SelectionPlan(BaseModel):
     role: str
     dataset: str
     variable: str
+    standard_name: str | None = None
+    long_name: str | None = None
     units: str | None
     grid: list[int]
     calendar: str | None
@@ -354,6 +356,8 @@ def estimate_selection(
         role=role,
         dataset=datasets[0],
         variable=var.name,
+        standard_name=var.standard_name,
+        long_name=var.long_name,
         units=units,
         grid=grid,
         calendar=calendars[0] if calendars else None,

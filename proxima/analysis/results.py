@@ -14,6 +14,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from proxima.analysis import cf
 from proxima.analysis.partials import finalize
 from proxima.analysis.request import CONVERSIONS, AnalysisRequest
 from proxima.errors import ProximaError
@@ -116,9 +117,11 @@ def write_atomic(
         # by some other Client) decide how to write it.
         with dask.config.set(scheduler="synchronous"):
             if fmt == "netcdf":
-                result.to_netcdf(tmp, engine="h5netcdf")
+                result.to_netcdf(tmp, engine="h5netcdf", encoding=cf.encoding(result))
             else:
-                result.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+                result.to_zarr(
+                    tmp, mode="w", zarr_format=2, consolidated=True, encoding=cf.encoding(result)
+                )
         _publish(tmp, final, overwrite)
     finally:
         if tmp.exists():

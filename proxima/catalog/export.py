@@ -63,21 +63,12 @@ def esm_rows(assets: list[dict[str, Any]], roots: dict[str, str]) -> list[dict[s
     return rows
 
 
-def write_esm_collection(
-    assets: list[dict[str, Any]], roots: dict[str, str], out: Path, name: str = "proxima"
-) -> Path:
-    """Write ``{name}.json`` (ESM collection spec 0.1.0) and ``{name}.csv``."""
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = out / f"{name}.csv", out / f"{name}.json"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=ESM_COLUMNS)
-        writer.writeheader()
-        writer.writerows(esm_rows(assets, roots))
-    spec = {
+def esm_spec(name: str = "proxima") -> dict[str, Any]:
+    """The ESM collection spec (0.1.0) of Proxima's rows, without its catalog file."""
+    return {
         "esmcat_version": "0.1.0",
         "id": name,
         "description": "Proxima catalog export: assets on each region's file system.",
-        "catalog_file": csv_path.name,
         "attributes": [
             {"column_name": c, "vocabulary": ""}
             for c in ESM_COLUMNS
@@ -105,6 +96,19 @@ def write_esm_collection(
             ],
         },
     }
+
+
+def write_esm_collection(
+    assets: list[dict[str, Any]], roots: dict[str, str], out: Path, name: str = "proxima"
+) -> Path:
+    """Write ``{name}.json`` (ESM collection spec 0.1.0) and ``{name}.csv``."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / f"{name}.csv", out / f"{name}.json"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ESM_COLUMNS)
+        writer.writeheader()
+        writer.writerows(esm_rows(assets, roots))
+    spec = esm_spec(name) | {"catalog_file": csv_path.name}
     json_path.write_text(json.dumps(spec, indent=2))
     return json_path
 
