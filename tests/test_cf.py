@@ -26,7 +26,14 @@ UKESM = {
     "end": "2016-12-31",
     "facets": {"source_id": "UKESM1-0-LL"},
 }
+SUBSET = {
+    "reduction": "none",
+    "coarsen": {"time": "day", "space": 2},
+    "output_format": "netcdf",
+    "selection": {**ERA5, "end": "2020-01-10", "bbox": [0, -30, 60, 30]},
+}
 KINDS = {
+    "subset": (SUBSET, "air_temperature_at_2_metres", "time: mean lat: lon: mean"),
     "map": ({"over": "time"}, "air_temperature_at_2_metres", "time: mean"),
     "series": ({"over": "space"}, "air_temperature_at_2_metres", "area: mean"),
     "number": (

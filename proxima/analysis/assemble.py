@@ -13,7 +13,7 @@ from typing import Any
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxima.analysis import cf, results
+from proxima.analysis import cf, results, subset
 from proxima.analysis.partials import combine
 from proxima.analysis.plan import Plan
 from proxima.analysis.request import AnalysisRequest
@@ -103,7 +103,10 @@ def assemble(
         parts = [o.partial for o in outcomes if o.role == sel.role]
         if not parts:
             raise RegionFailed(f"no region of the {sel.role} answered: {failures}")
-        answers[sel.role] = results.statistic(combine(parts), request, sel.units)
+        if request.reduction == "none":
+            answers[sel.role] = results.convert(subset.concatenate(parts), request, sel.units)
+        else:
+            answers[sel.role] = results.statistic(combine(parts), request, sel.units)
     answer = answers["selection"]
     if "baseline" in answers:
         units = answer.attrs.get("units", "")

@@ -13,7 +13,7 @@ import xarray as xr
 from xarray.coding.times import contains_cftime_datetimes
 
 from proxima.analysis.plan import Plan, SelectionPlan
-from proxima.analysis.request import AnalysisRequest
+from proxima.analysis.request import AnalysisRequest, Coarsen
 
 CONVENTIONS = "CF-1.8"
 # CF section 7.3 / Appendix E method names.
@@ -57,16 +57,26 @@ def variable_name(plan: Plan) -> str:
 
 def cell_methods(request: AnalysisRequest) -> str | None:
     """CF cell_methods of the reduction (``time: mean``, ``area: maximum``,
-    ``time: area: mean`` for a joint reduction); None for a count.
+    ``time: area: mean`` for a joint reduction); None for a count or a plain subset.
     """
     if request.reduction == "count":
         return None
+    if request.reduction == "none":
+        coarsen = request.coarsen
+        parts = []
+        if coarsen and coarsen.time:
+            parts.append("time: mean")
+        if coarsen and coarsen.space:
+            parts.append("lat: lon: mean")  # plain block means, not area-weighted
+        return " ".join(parts) or None
     return f"{SPACE[request.over]}: {METHODS[request.reduction]}"
 
 
 def _attrs(request: AnalysisRequest, main: SelectionPlan, units: str) -> dict[str, Any]:
     what = main.long_name or main.variable
     grouped = f" by {request.group_by}" if request.group_by else ""
+    if request.reduction == "none":
+        return _subset_attrs(request, main, what, units)
     if request.reduction == "count":
         return {
             "long_name": f"number of valid values of {what} over {request.over}{grouped}",
@@ -79,6 +89,27 @@ def _attrs(request: AnalysisRequest, main: SelectionPlan, units: str) -> dict[st
         }
     attrs: dict[str, Any] = {
         "long_name": f"{request.reduction} of {what} over {request.over}{grouped}",
+        "units": units,
+    }
+    if main.standard_name:
+        attrs["standard_name"] = main.standard_name
+    methods = cell_methods(request)
+    if methods:
+        attrs["cell_methods"] = methods
+    return attrs
+
+
+def _subset_attrs(
+    request: AnalysisRequest, main: SelectionPlan, what: str, units: str
+) -> dict[str, Any]:
+    coarsen = request.coarsen or Coarsen()
+    made = []
+    if coarsen.time:
+        made.append(("daily" if coarsen.time == "day" else "monthly") + " means")
+    if coarsen.space:
+        made.append(f"means of {coarsen.space}x{coarsen.space} cells")
+    attrs: dict[str, Any] = {
+        "long_name": what + (f" ({', '.join(made)})" if made else ""),
         "units": units,
     }
     if main.standard_name:
@@ -139,7 +170,7 @@ def to_dataset(answer: xr.DataArray, request: AnalysisRequest, plan: Plan) -> xr
     for coord in ("month", "year"):  # CF 2.2 has no 64-bit integers
         if coord in ds.coords:
             ds[coord] = ds[coord].astype("int32")
-    if request.over != "space" and not request.group_by:
+    if request.over != "space" and not request.group_by and request.reduction != "none":
         ds = _period(ds, request)
     for coord, coord_attrs in coords.items():
         ds[coord].attrs.update(coord_attrs)

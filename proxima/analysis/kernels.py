@@ -45,13 +45,15 @@ class KernelSpec(BaseModel):
     """Everything a region needs to compute its partial aggregates."""
 
     variable: str
-    reduction: Literal["mean", "min", "max", "sum", "std", "count"] = "mean"
+    reduction: Literal["mean", "min", "max", "sum", "std", "count", "none"] = "mean"
     start_key: int
     end_key: int
     bbox: list[float]
     over: Literal["time", "space", "both"]
     group_by: Literal["month", "season", "year"] | None = None
     assets: list[AssetRef]
+    coarsen_time: Literal["day", "month"] | None = None
+    coarsen_space: int | None = None
     max_out_bytes: int | None = Field(
         default=None,
         description="The region's share of the request's transfer cap (None: it does not "
@@ -107,7 +109,7 @@ def _day_keys(time: xr.DataArray) -> np.ndarray:
     return np.asarray(time.dt.year * 10000 + time.dt.month * 100 + time.dt.day)
 
 
-def _runs(idx: np.ndarray) -> list[slice]:
+def column_runs(idx: np.ndarray) -> list[slice]:
     """Contiguous runs of sorted indices as slices."""
     cuts = np.flatnonzero(np.diff(idx) != 1) + 1
     return [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cuts) if len(r)]
@@ -133,7 +135,7 @@ def window(da: xr.DataArray, spec: KernelSpec) -> tuple[np.ndarray, np.ndarray, 
     return t_idx, y_idx, x_idx
 
 
-def _read(var: xr.Variable, t: slice, y_idx: np.ndarray, x_runs: list[slice]) -> np.ndarray:
+def read_slab(var: xr.Variable, t: slice, y_idx: np.ndarray, x_runs: list[slice]) -> np.ndarray:
     """One slab as float numpy: contiguous rows, one read per run of columns."""
     y = slice(int(y_idx[0]), int(y_idx[-1]) + 1)
     parts = [np.asarray(var[t, y, x].values) for x in x_runs]
@@ -157,6 +159,18 @@ def blocks(spec: KernelSpec, block_bytes: int = BLOCK_BYTES) -> list[Block]:
     return out
 
 
+def time_chunk(da: xr.DataArray, asset: AssetRef) -> int:
+    """Time steps per on-disk chunk of the opened variable."""
+    return int(da.encoding.get("preferred_chunks", {}).get("time") or asset.time_chunk or 24)
+
+
+def block_steps(da: xr.DataArray, block: Block, chunk: int, t_idx: np.ndarray) -> np.ndarray:
+    """The selected steps that fall in ``block``'s chunks."""
+    lo = block.first * chunk
+    hi = da.sizes["time"] if block.stop is None else min(block.stop * chunk, da.sizes["time"])
+    return t_idx[(t_idx >= lo) & (t_idx < hi)]
+
+
 def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset | None, int]:
     """Partial aggregates of one block, read once; (None, 0) when it holds no selected step.
 
@@ -167,10 +181,8 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
     da = open_asset(root, asset, spec.variable)
     try:
         t_idx, y_idx, x_idx = window(da, spec)
-        chunk = int(da.encoding.get("preferred_chunks", {}).get("time") or asset.time_chunk or 24)
-        lo = block.first * chunk
-        hi = da.sizes["time"] if block.stop is None else min(block.stop * chunk, da.sizes["time"])
-        t_idx = t_idx[(t_idx >= lo) & (t_idx < hi)]
+        chunk = time_chunk(da, asset)
+        t_idx = block_steps(da, block, chunk, t_idx)
         if not len(t_idx):
             return None, 0
         keys = step_keys(da["time"].isel(time=t_idx), spec.over, spec.group_by)
@@ -181,7 +193,7 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
             np.asarray(da["lat"])[y_idx],
             np.asarray(da["lon"])[x_idx],
         )
-        x_runs = _runs(x_idx)
+        x_runs = column_runs(x_idx)
         cell_bytes = len(y_idx) * len(x_idx) * da.dtype.itemsize
         per_slab = max(chunk, SLAB_BYTES // max(cell_bytes, 1) // chunk * chunk)
         var = da.variable
@@ -191,7 +203,7 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
             edge = (int(t_idx[first]) // chunk) * chunk + per_slab
             stop = int(np.searchsorted(t_idx, edge))
             steps = t_idx[first:stop]
-            slab = _read(var, slice(int(steps[0]), int(steps[-1]) + 1), y_idx, x_runs)
+            slab = read_slab(var, slice(int(steps[0]), int(steps[-1]) + 1), y_idx, x_runs)
             if len(steps) != slab.shape[0]:
                 slab = slab[steps - steps[0]]
             if asset.scale != 1.0 or asset.offset != 0.0:
@@ -204,7 +216,8 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
 
 
 def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr.Dataset, int]:
-    """A region's partial aggregates: one task per block on ``client`` (or here, in turn).
+    """A region's partial aggregates: one task per block on ``client`` (or here, in turn);
+    for a subset (reduction none), the region's piece of the data (see ``subset``).
 
     Returns:
         (the small merged partial aggregates, decoded bytes of selected data read).
@@ -212,6 +225,10 @@ def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr
     Raises:
         EmptySelection: No asset has a selected time step.
     """
+    if spec.reduction == "none":
+        from proxima.analysis.subset import compute_subset
+
+        return compute_subset(root, spec, client)
     todo = blocks(spec)
     merged: xr.Dataset | None = None
     total = 0

@@ -8,16 +8,18 @@ wrong and what is allowed.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from opensearchpy import OpenSearch
 from pydantic import BaseModel, Field
 
 from proxima.analysis.coverage import Coverage, coverage, deduplicate, place
 from proxima.analysis.kernels import AssetRef, KernelSpec
 from proxima.analysis.partials import SEASONS, fields
-from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Selection
+from proxima.analysis.request import CONVERSIONS, AnalysisRequest, Coarsen, Selection
 from proxima.analysis.units import harmonize
 from proxima.catalog.model import Asset, Variable
 from proxima.catalog.search import CatalogQuery, known_variables, search
@@ -288,6 +290,7 @@ def _region_plan(
     if request.over == "space" and not request.group_by:
         keys = steps
     nlat, nlon = max(round(grid[0] * fy), 1), max(round(grid[1] * fx), 1)
+    coarsen = request.coarsen or Coarsen()
     spec = KernelSpec(
         variable=variable,
         reduction=request.reduction,
@@ -297,12 +300,75 @@ def _region_plan(
         over=request.over,
         group_by=request.group_by,
         assets=refs,
+        coarsen_time=coarsen.time,
+        coarsen_space=coarsen.space,
     )
+    if request.reduction == "none":
+        if coarsen.time:
+            steps = _periods(items, sel, coarsen.time)
+        n = coarsen.space or 1
+        ny, nx = _box_cells(items[0], grid, sel.bbox)
+        if ny // n == 0 or nx // n == 0:
+            raise PlanningError(
+                f"coarsen space {n} is larger than the box ({ny} x {nx} cells of {variable})"
+            )
+        dtype = _variable(items[0], variable).dtype or "float64"
+        itemsize = 4 if dtype == "float32" else 8
+        return spec, int(read), subset_bytes(steps, ny // n, nx // n, itemsize)
     return (
         spec,
         int(read),
         out_bytes(request.reduction, request.over, request.group_by, keys, nlat, nlon),
     )
+
+
+def _box_cells(asset: Asset, grid: list[int], bbox: list[float]) -> tuple[int, int]:
+    """Grid-cell centres inside ``bbox``, assuming the asset's grid is regular between
+    the centres its bbox spans (as the kernel's window selects them).
+    """
+    w, s, e, n = bbox
+    a = asset.bbox or [-180.0, -90.0, 180.0, 90.0]
+    lat = np.linspace(a[1], a[3], grid[0])
+    lon_span = (a[2] - a[0]) % 360.0 or 360.0
+    lon = (a[0] + np.arange(grid[1]) * lon_span / max(grid[1] - 1, 1) + 180.0) % 360.0 - 180.0
+    ny = int(((lat >= s) & (lat <= n)).sum())
+    inside = (lon >= w) & (lon <= e) if w <= e else (lon >= w) | (lon <= e)
+    return ny, int(inside.sum())
+
+
+def _periods(assets: list[Asset], sel: Selection, per: str) -> int:
+    """How many days (or months) of the selection the assets hold."""
+    days: set[date] = set()
+    for asset in assets:
+        a0, a1 = sel.start, sel.end
+        if asset.time is not None:
+            a0, a1 = max(asset.time.start.date(), a0), min(asset.time.end.date(), a1)
+        days |= {a0 + timedelta(d) for d in range((a1 - a0).days + 1)}
+    return len(days) if per == "day" else len({(d.year, d.month) for d in days})
+
+
+def subset_bytes(steps: int, nlat: int, nlon: int, itemsize: int) -> int:
+    """Bytes of a region's pickled subset piece: the values, a cftime per step (~58 B
+    pickled), the grid coordinates and the Dataset's envelope (~800 B).
+    """
+    return steps * (max(nlat, 0) * max(nlon, 0) * itemsize + 58) + 8 * (nlat + nlon) + 1170
+
+
+FINER_THAN = {"day": {"1hr", "3hr", "6hr"}, "month": {"1hr", "3hr", "6hr", "day"}}
+
+
+def _check_coarsening(role: str, request: AnalysisRequest, assets: list[Asset]) -> None:
+    """A daily mean of monthly data would be a monthly value labelled as a day."""
+    per = request.coarsen.time if request.coarsen else None
+    if not per:
+        return
+    coarse = sorted(
+        {a.time.frequency for a in assets if a.time and a.time.frequency} - FINER_THAN[per]
+    )
+    if coarse:
+        raise PlanningError(
+            f"{role}: coarsen time {per!r} needs data finer than a {per}; these are {coarse}"
+        )
 
 
 def estimate_selection(
@@ -328,6 +394,7 @@ def estimate_selection(
         role, var.name, {place(a): _variable(a, var.name).units for a in assets}
     )
     _check_conversion(role, request, var.name, units)
+    _check_coarsening(role, request, assets)
     covered = coverage(assets, sel.start, sel.end)
     if not covered.complete and not request.allow_partial:
         raise PlanningError(
@@ -367,6 +434,32 @@ def estimate_selection(
     )
 
 
+COARSENINGS = [
+    Coarsen(time=t, space=n) for t in (None, "day", "month") for n in (None, 2, 4, 8, 16) if t or n
+]
+
+
+def _coarsening_that_fits(
+    request: AnalysisRequest, estimate: Callable[[AnalysisRequest], Plan]
+) -> str:
+    """The least coarsening of a subset whose crossing bytes fit the cap, said as a hint."""
+    fits = []
+    for option in COARSENINGS:
+        if request.coarsen and option == request.coarsen:
+            continue
+        try:
+            crossing = estimate(request.model_copy(update={"coarsen": option})).bytes_crossing
+        except PlanningError:  # blocks larger than the box
+            continue
+        if crossing <= request.max_transfer_bytes:
+            fits.append((crossing, option))
+    if not fits:
+        return "no coarsening fits: narrow the box or the period, or raise the limit"
+    crossing, best = max(fits, key=lambda f: f[0])
+    wanted = best.model_dump_json(exclude_none=True)
+    return f'"coarsen": {wanted} would move about {crossing:,} bytes'
+
+
 def make_plan(
     request: AnalysisRequest,
     client: OpenSearch,
@@ -384,15 +477,18 @@ def make_plan(
     sels = [("selection", request.selection)]
     if request.baseline is not None:
         sels.append(("baseline", request.baseline))
-    plan = Plan(
-        client_region=client_region,
-        selections=[
-            estimate_selection(
-                role, s, request, resolve_assets(role, s, client, alias), client_region, prices
-            )
-            for role, s in sels
-        ],
-    )
+    resolved = [(role, s, resolve_assets(role, s, client, alias)) for role, s in sels]
+
+    def estimate(req: AnalysisRequest) -> Plan:
+        return Plan(
+            client_region=client_region,
+            selections=[
+                estimate_selection(role, s, req, assets, client_region, prices)
+                for role, s, assets in resolved
+            ],
+        )
+
+    plan = estimate(request)
     if request.baseline is not None:
         units = {str(s.units) for s in plan.selections}
         if len(units) > 1:
@@ -403,9 +499,12 @@ def make_plan(
             f"{request.max_read_bytes / GB:.2f} GB; narrow the time range or box, or raise it"
         )
     if plan.bytes_crossing > request.max_transfer_bytes:
+        hint = "reduce over more dimensions or raise the limit"
+        if request.reduction == "none":
+            hint = _coarsening_that_fits(request, estimate)
         raise PlanningError(
-            f"about {plan.bytes_crossing} bytes would cross regions, above max_transfer_bytes "
-            f"{request.max_transfer_bytes}; reduce over more dimensions or raise the limit"
+            f"about {plan.bytes_crossing:,} bytes would cross regions, above "
+            f"max_transfer_bytes {request.max_transfer_bytes:,}; {hint}"
         )
     for sel in plan.selections:  # each crossing region's share of the cap, held at run time
         for r in sel.regions:

@@ -17,7 +17,7 @@ from pydantic import (
 from proxima.catalog.geo import normalize_bbox
 from proxima.catalog.model import FACET_KEYS, check_facets
 
-Reduction = Literal["mean", "min", "max", "sum", "std", "count"]
+Reduction = Literal["mean", "min", "max", "sum", "std", "count", "none"]
 Over = Literal["time", "space", "both"]
 GroupBy = Literal["month", "season", "year"]
 Conversion = Literal["K->degC", "kg m-2 s-1->mm/day", "m->mm"]
@@ -81,6 +81,23 @@ class Selection(BaseModel):
         return self
 
 
+class Coarsen(BaseModel):
+    """How a subset (``reduction: none``) is made smaller in its region before it moves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: Literal["day", "month"] | None = Field(
+        default=None, description="Mean over each day or month (e.g. daily means of hourly data)."
+    )
+    space: int | None = Field(
+        default=None,
+        ge=2,
+        le=64,
+        description="Mean over blocks of N x N grid cells (cells beyond the last whole block "
+        "are dropped).",
+    )
+
+
 class AnalysisRequest(BaseModel):
     """A cross-region analysis.
 
@@ -102,7 +119,13 @@ class AnalysisRequest(BaseModel):
         description="Optional selection A: the result is selection minus baseline, "
         "on the coarser of the two grids.",
     )
-    reduction: Reduction = Field(default="mean", description="How values are reduced.")
+    reduction: Reduction = Field(
+        default="mean",
+        description="How values are reduced; none: the selected data themselves (a subset).",
+    )
+    coarsen: Coarsen | None = Field(
+        default=None, description="With reduction none: coarsen in time and/or space first."
+    )
     over: Over = Field(
         default="time",
         description="time → a map; space → a time series (area-weighted); both → a number.",
@@ -131,7 +154,14 @@ class AnalysisRequest(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _comparison(self) -> AnalysisRequest:
+    def _consistent(self) -> AnalysisRequest:
+        if self.reduction == "none":
+            if self.group_by or self.baseline is not None:
+                raise ValueError("a subset (reduction none) takes neither group_by nor baseline")
+            if "output_format" not in self.model_fields_set:
+                self.output_format = "zarr"  # a subset is read in pieces: chunked, by default
+        elif self.coarsen is not None:
+            raise ValueError("coarsen applies to subsets only (reduction none)")
         if self.baseline is not None and self.over == "space" and self.group_by is None:
             raise ValueError(
                 "a comparison needs time reduced: use over='time' or 'both', or set group_by"

@@ -120,13 +120,29 @@ def write_atomic(
                 result.to_netcdf(tmp, engine="h5netcdf", encoding=cf.encoding(result))
             else:
                 result.to_zarr(
-                    tmp, mode="w", zarr_format=2, consolidated=True, encoding=cf.encoding(result)
+                    tmp, mode="w", zarr_format=2, consolidated=True, encoding=_zarr_encoding(result)
                 )
         _publish(tmp, final, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     return final
+
+
+READ_CHUNK_BYTES = 8 * 2**20
+
+
+def _zarr_encoding(result: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """CF encoding plus chunks for reading: whole maps, about 8 MiB of time steps each
+    (a subset's time series at a point then reads few chunks, a map one).
+    """
+    encoding = cf.encoding(result)
+    for name, var in result.data_vars.items():
+        if var.dims[:1] == ("time",) and var.ndim == 3:
+            per_step = var.shape[1] * var.shape[2] * var.dtype.itemsize
+            steps = max(1, min(var.shape[0], READ_CHUNK_BYTES // max(per_step, 1)))
+            encoding.setdefault(str(name), {})["chunks"] = (steps, *var.shape[1:])
+    return encoding
 
 
 def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
