@@ -213,12 +213,14 @@ async def _publish(
     request: AnalysisRequest, platform: Platform, summary: dict[str, Any], done: Assembled
 ) -> None:
     """The result's picture next to the file, and the run's artifacts."""
+    dashboards = {r.name: r.dashboard_url for r in platform.regions}
     rows = "\n".join(
-        f"| {r['role']} | {r['region']} | {r['worker']} | {r['bytes_read']:,} | "
+        f"| {r['role']} | {r['region']} | analyze-{r['region']} | "
+        f"[{r['worker']}]({dashboards.get(r['region']) or ''}) | {r['bytes_read']:,} | "
         f"{r['bytes_returned']:,} | {r['seconds']} |"
         for r in summary["regions"]
     )
-    png = results.plot_png(done.answer, f"{request.reduction} over {request.over}")
+    png = results.plot_png(done.answer, summary["long_name"])
     Path(summary["result_path"] + ".png").write_bytes(png)
     note = (
         f"\n\n**Partial result**: missing {summary['missing_regions']}"
@@ -227,9 +229,11 @@ async def _publish(
     )
     markdown = (
         "## Cross-region analysis\n\n"
-        f"Answer: `{summary['answer']}`\n\nResult: `{summary['result_path']}`{note}\n\n"
-        "| selection | region | worker | bytes read | bytes returned | seconds |\n"
-        "|---|---|---|---|---|---|\n"
+        f"`{summary['variable']}`: {summary['long_name']} (coverage: {summary['coverage']})\n\n"
+        f"{results.table_markdown(summary['answer_table'])}\n\n"
+        f"Result: `{summary['result_path']}`{note}\n\n"
+        "| selection | region | subflow | worker (dashboard) | bytes read | bytes returned "
+        "| seconds |\n|---|---|---|---|---|---|---|\n"
         f"{rows}\n\n"
         f"Bytes that crossed regions: **{summary['bytes_crossed_regions']:,}** "
         f"(estimated {summary['bytes_crossing_est']:,}); read {summary['bytes_read']:,} "

@@ -111,6 +111,10 @@ def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
             _fail(exc)
         except ValidationError as exc:
             _fail(ProximaError(describe_invalid(exc)))
+        except RuntimeError as exc:
+            if not str(exc).startswith("Failed to reach API"):  # Prefect's client
+                raise
+            _fail(ProximaError(f"{exc}: is the stack up? (`proxima stack up`)"))
 
     return reported
 
@@ -426,7 +430,11 @@ def analyze(
             console.print(row)
         console.print(f"egress ≈ ${out['egress_usd_est']:.6f}")
         return
-    console.print(f"answer: {out['answer']}")
+    console.print(f"{out['variable']}: {out['long_name']} (coverage: {out['coverage']})")
+    answer = Table(show_header=False)
+    for row in out["answer_table"]:
+        answer.add_row(*row)
+    console.print(answer)
     for r in out["regions"]:
         console.print(
             f"{r['role']} {r['region']}: read {r['bytes_read']:,} B, "

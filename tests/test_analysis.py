@@ -490,3 +490,75 @@ def test_cli_errors_are_one_clear_line_without_traceback(
     assert out.returncode == 1, out.stdout + out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
+    catalog, stack, settings, tmp_path
+):
+    """Month names and units, not a dict repr; the summary artifact names each region's
+    subflow and links its dashboard."""
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from proxima.stack.services import client_env
+
+    request = {
+        "selection": {**BASE, "end": "2020-04-30"},
+        "reduction": "mean",
+        "over": "both",
+        "group_by": "month",
+        "convert": "K->degC",
+        "output_name": "readable",
+        "overwrite": True,
+    }
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "analyze", str(path)],
+        env=client_env(stack, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if "degC" in line]
+    assert [r.split()[1] for r in rows] == ["Jan", "Feb", "Mar", "Apr"], out.stdout
+    assert "{" not in out.stdout  # no dict repr
+    with get_client(sync_client=True) as client:
+        (latest, *_) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["analysis-summary"])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
+    text = str(latest.data)
+    assert "| Jan | " in text and "degC |" in text
+    for region in ("us-east-1", "us-west-2"):
+        assert f"| analyze-{region} |" in text
+        assert stack.region(region).dashboard_url in text
+
+
+def test_answer_tables_name_groups_as_readers_do():
+    import cftime
+
+    from proxima.analysis.results import answer_table
+
+    def series(dim, labels):
+        return xr.DataArray(
+            np.arange(len(labels), dtype=float),
+            dims=dim,
+            coords={dim: labels},
+            attrs={"units": "K"},
+        )
+
+    assert answer_table(series("season", ["DJF", "JJA"]))[1] == ["JJA", "1 K"]
+    assert answer_table(series("month", [1, 12]))[1] == ["Dec", "1 K"]
+    assert answer_table(series("year", [2015, 2016]))[0] == ["2015", "0 K"]
+    times = [cftime.datetime(2020, 1, d, calendar="360_day") for d in (1, 2)]
+    assert answer_table(series("time", times))[1][0] == "2020-01-02"
+    assert answer_table(xr.DataArray(3.5, name="tas", attrs={"units": "K"})) == [["tas", "3.5 K"]]
+    big = xr.DataArray(np.ones((30, 2)), dims=("lat", "lon"), attrs={"units": "K"})
+    assert [r[0] for r in answer_table(big)] == ["shape", "min", "mean", "max"]

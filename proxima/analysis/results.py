@@ -215,8 +215,8 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
         ax.set_xlabel("longitude")
         ax.set_ylabel("latitude")
     elif data.ndim == 1:
-        dim = data.dims[0]
-        xs = [str(v) for v in np.asarray(data[dim].values)]
+        dim = str(data.dims[0])
+        xs = [label(dim, v) for v in np.asarray(data[dim].values)]
         ax.plot(range(len(xs)), np.asarray(data.values), marker="." if len(xs) < 50 else None)
         step = max(len(xs) // 8, 1)
         ax.set_xticks(range(0, len(xs), step), xs[::step], rotation=30, fontsize=7)
@@ -242,6 +242,52 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
 def png_markdown(png: bytes, alt: str) -> str:
     """Markdown that embeds a PNG inline."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+TABLE_ROWS = 24  # longer answers are summarised (min, mean, max)
+
+
+def label(dim: str, value: Any) -> str:
+    """A group or time label as a reader says it: ``Feb``, ``JJA``, ``2020``, ``2020-02-01``."""
+    if dim == "month":
+        return MONTHS[int(value) - 1]
+    if dim == "time":
+        return str(value)[:10] if hasattr(value, "year") else str(np.datetime_as_string(value, "D"))
+    return str(value)
+
+
+def answer_table(da: xr.DataArray) -> list[list[str]]:
+    """The answer as rows of (label, value with units): one per group or time step of a
+    short series, one for a number, else the range of the values.
+    """
+    units = str(da.attrs.get("units", ""))
+    values = np.asarray(da.values, dtype=float)
+
+    def fmt(v: float) -> str:
+        return f"{v:.6g} {units}".strip()
+
+    if values.size == 1:
+        return [[str(da.name or "value"), fmt(float(values.reshape(-1)[0]))]]
+    if da.ndim == 1 and da.size <= TABLE_ROWS:
+        dim = str(da.dims[0])
+        return [[label(dim, k), fmt(float(v))] for k, v in zip(da[dim].values, values, strict=True)]
+    finite = values[np.isfinite(values)]
+    shape = " x ".join(f"{d} {n}" for d, n in da.sizes.items())
+    if not finite.size:
+        return [["shape", shape], ["values", "all missing"]]
+    return [
+        ["shape", shape],
+        ["min", fmt(float(finite.min()))],
+        ["mean", fmt(float(finite.mean()))],
+        ["max", fmt(float(finite.max()))],
+    ]
+
+
+def table_markdown(rows: list[list[str]], head: tuple[str, str] = ("", "value")) -> str:
+    """Rows as a markdown table."""
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} |" for a, b in rows])
 
 
 def scalar_or_summary(da: xr.DataArray) -> dict[str, Any]:
