@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from proxima.errors import ProximaError
+
 if TYPE_CHECKING:
     from proxima.client import Proxima, connect
 
-__all__ = ["Proxima", "connect"]
+__all__ = ["Proxima", "ProximaError", "connect"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("Proxima", "connect"):
         from proxima import client
 
         return getattr(client, name)

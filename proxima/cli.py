@@ -421,7 +421,7 @@ def analyze(
     if idempotency_key:
         raise ProximaError("--idempotency-key needs --submit")
     with _prefect_client_settings():
-        out = run_analysis(request)
+        out = run_analysis(request, say=None if as_json else err.print)
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return
@@ -445,11 +445,13 @@ def analyze(
 
 
 def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
-    from flows.submit import submit_analysis
+    from flows.submit import submit_analysis, watch_run
     from proxima.config import load_stack_config
 
     with _prefect_client_settings():
-        run = submit_analysis(request, idempotency_key=key, wait_seconds=None if wait else 0)
+        run = submit_analysis(request, idempotency_key=key, wait_seconds=0)
+        if wait:
+            run = watch_run(run.id, lambda line: None if as_json else err.print(line))
     state = run.state.type.value if run.state else "UNKNOWN"
     url = f"{load_stack_config().prefect.ui_url}/runs/flow-run/{run.id}"
     if as_json:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import html
 import uuid
 from collections.abc import Callable, Iterator
@@ -57,8 +58,9 @@ def _off_the_loop(function: Callable[..., T], *args: Any) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return function(*args)
+    context = contextvars.copy_context()  # the caller's Prefect settings
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, *args).result()
+        return pool.submit(context.run, function, *args).result()
 
 
 @contextmanager
@@ -229,10 +231,10 @@ class Proxima:
             if submit:
                 path = _off_the_loop(self._submitted, parsed, say)
             else:
-                from flows.cross_region_analysis import cross_region_analysis
+                from flows.cross_region_analysis import analyze
 
                 say(f"analysing here, one subflow per region of {self.platform.region_names}")
-                summary = _off_the_loop(asyncio.run, cross_region_analysis(parsed))
+                summary = _off_the_loop(analyze, parsed, progress)
                 path = summary["result_path"]
                 say(
                     f"done in {summary['seconds']} s: read {summary['bytes_read']:,} B, "

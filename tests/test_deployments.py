@@ -157,7 +157,7 @@ def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings
 
 def test_submit_and_wait_prints_why_a_run_failed(deployed, settings, tmp_path):
     """`prefect deployment run --watch` prints only the final state; `proxima analyze
-    --submit --wait` prints the run's reason on one line."""
+    --submit --wait` follows the run and prints its reason on one line."""
     unknown = {**REQUEST, "selection": {**REQUEST["selection"], "variable": "no_such_var"}}
     path = tmp_path / "unknown.json"
     path.write_text(json.dumps(unknown))
@@ -170,8 +170,9 @@ def test_submit_and_wait_prints_why_a_run_failed(deployed, settings, tmp_path):
         check=False,
     )
     assert out.returncode == 1
-    assert out.stderr.count("\n") == 1 and "the run ended FAILED" in out.stderr, out.stderr
-    assert "no_such_var" in out.stderr, out.stderr
+    *progress, last = out.stderr.strip().splitlines()
+    assert "run: Running" in progress and "run: Failed" in progress, out.stderr
+    assert "the run ended FAILED" in last and "no_such_var" in last, out.stderr
 
 
 def test_a_short_schedule_produces_a_completed_run(deployed):

@@ -31,7 +31,9 @@ def test_the_example_notebook_runs_headless(deployed, tmp_path):
     code = [c for c in notebook.cells if c.cell_type == "code"]
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
-    connect, found, esm, plan, monthly, figures, submitted = (_text(c) for c in code)
+    connect, found, esm, plan, monthly, figures, submitted, subset, refused = (
+        _text(c) for c in code
+    )
     assert "Proxima(regions=['us-east-1', 'us-west-2']" in connect
     assert "us-east-1" in found and "us-west-2" in found
     assert "proxima catalog with" in esm
@@ -45,3 +47,6 @@ def test_the_example_notebook_runs_headless(deployed, tmp_path):
         "analyze-us-east-1: Completed" in submitted and "analyze-us-west-2: Completed" in submitted
     )
     assert submitted.strip().endswith("True")
+    assert " blocks, " in submitted and " MB read" in submitted  # per-region progress
+    assert "(time: 5, lat: 4, lon: 2)" in subset and "daily means" in subset
+    assert "above max_transfer_bytes 4,000" in refused and '"coarsen": {"time":"day"}' in refused

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -215,7 +216,12 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
         da.close()
 
 
-def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr.Dataset, int]:
+Progress = Callable[[int, int, int], None]
+
+
+def compute_partial(
+    root: str, spec: KernelSpec, client: Any = None, progress: Progress | None = None
+) -> tuple[xr.Dataset, int]:
     """A region's partial aggregates: one task per block on ``client`` (or here, in turn);
     for a subset (reduction none), the region's piece of the data (see ``subset``).
 
@@ -228,7 +234,7 @@ def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr
     if spec.reduction == "none":
         from proxima.analysis.subset import compute_subset
 
-        return compute_subset(root, spec, client)
+        return compute_subset(root, spec, client, progress)
     todo = blocks(spec)
     merged: xr.Dataset | None = None
     total = 0
@@ -241,8 +247,10 @@ def compute_partial(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr
             block_partial, [root] * len(todo), [spec] * len(todo), todo, pure=False
         )
         results = (f.result() for f in as_completed(futures, loop=client.loop))
-    for part, nbytes in results:
+    for done, (part, nbytes) in enumerate(results, start=1):
         total += nbytes
+        if progress:
+            progress(done, len(todo), total)
         if part is not None:
             merged = part if merged is None else combine([merged, part])
     if merged is None:

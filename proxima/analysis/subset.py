@@ -19,6 +19,7 @@ from proxima.analysis.kernels import (
     Block,
     EmptySelection,
     KernelSpec,
+    Progress,
     block_steps,
     blocks,
     column_runs,
@@ -112,7 +113,9 @@ def finish(piece: xr.Dataset) -> xr.Dataset:
     return xr.Dataset({"value": value})
 
 
-def compute_subset(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr.Dataset, int]:
+def compute_subset(
+    root: str, spec: KernelSpec, client: Any = None, progress: Progress | None = None
+) -> tuple[xr.Dataset, int]:
     """A region's piece of a subset: one task per block, merged and finished here.
 
     Raises:
@@ -120,14 +123,22 @@ def compute_subset(root: str, spec: KernelSpec, client: Any = None) -> tuple[xr.
     """
     todo = blocks(spec)
     if client is None:
-        results = [block_subset(root, spec, b) for b in todo]
+        done = (block_subset(root, spec, b) for b in todo)
     else:
+        from distributed import as_completed
+
         futures = client.map(block_subset, [root] * len(todo), [spec] * len(todo), todo, pure=False)
-        results = client.gather(futures)
-    pieces = [p for p, _ in results if p is not None]
+        done = (f.result() for f in as_completed(futures, loop=client.loop))
+    pieces, read = [], 0
+    for count, (piece, nbytes) in enumerate(done, start=1):
+        read += nbytes
+        if piece is not None:
+            pieces.append(piece)
+        if progress:
+            progress(count, len(todo), read)
     if not pieces:
         raise EmptySelection("no time step of the region's assets falls in the range")
-    return finish(merge_blocks(pieces)), sum(n for _, n in results)
+    return finish(merge_blocks(pieces)), read
 
 
 def concatenate(pieces: list[xr.Dataset]) -> xr.DataArray:
