@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
+from distributed import as_completed as dask_as_completed
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
@@ -22,6 +23,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.progress import reporter
 from flows.runners import region_cluster, run_regional_subflow
 from proxima import opensearch, repository
 from proxima.catalog import refresh
@@ -33,13 +35,18 @@ from proxima.platform import Platform, Region
 from proxima.platform import load as load_platform
 
 
-@task(name="import-data-repository", retries=2, retry_delay_seconds=5)
+@task(
+    name="import-data-repository",
+    task_run_name="import-{region.name}",
+    retries=2,
+    retry_delay_seconds=5,
+)
 def import_repository(region: Region) -> dict[str, Any]:
     """Bring new and changed objects from S3 into the region's file system."""
     return repository.import_region(region, Path(region.root)).to_dict()
 
 
-@task(name="scan-and-diff", retries=1)
+@task(name="scan-and-diff", task_run_name="scan-and-diff-{region.name}", retries=1)
 def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> refresh.Diff:
     """Walk the file system and compare it with the region's documents."""
     client = opensearch.connect_catalog(catalog)
@@ -47,7 +54,7 @@ def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> ref
     return refresh.diff(found, refresh.existing(client, index, region.name))
 
 
-@task(name="extract-headers")
+@task(name="extract-headers", task_run_name="extract-headers-{region.name}")
 def extract_headers(region: Region, todo: list[refresh.Candidate]) -> list[dict[str, Any]]:
     """Read headers of new and changed assets in parallel on the region's workers."""
     if not todo:
@@ -66,7 +73,14 @@ def extract_headers(region: Region, todo: list[refresh.Candidate]) -> list[dict[
             [c.etag for c in todo],
             pure=False,
         )
-        docs: list[dict[str, Any]] = client.gather(futures)
+        report = reporter(region.name, "headers")
+        size = {f.key: c.size for f, c in zip(futures, todo, strict=True)}
+        docs: list[dict[str, Any]] = []
+        scanned = 0
+        for future in dask_as_completed(futures, loop=client.loop):
+            docs.append(future.result())
+            scanned += size[future.key]
+            report(len(docs), len(todo), scanned)
     return docs
 
 
@@ -108,7 +122,7 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     }
 
 
-@task(name="refresh-region-on-its-cluster")
+@task(name="refresh-region-on-its-cluster", task_run_name="refresh-{region.name}")
 def run_region(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
     """Run the regional subflow bound to the region's own Dask scheduler."""
     return run_regional_subflow(

@@ -9,11 +9,7 @@ heartbeat thread, which sleeps in 1 s steps (0.5 s per flow on average, measured
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import threading
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +21,8 @@ from prefect.artifacts import (
     acreate_table_artifact,
 )
 
+from flows.progress import Say, reporter, run_watched
 from flows.runners import region_cluster, regional_runner
-from flows.submit import PROGRESS, watch_named
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.assemble import (
@@ -62,26 +58,9 @@ def _worth_retrying(task: Any, run: Any, state: Any) -> bool:
     return True
 
 
-PROGRESS_EVERY_S = 2.0
-
-
-def _progress(region: str) -> Callable[[int, int, int], None]:
-    """Log a region's progress (blocks done, bytes read) at most every few seconds; the
-    CLI and notebooks show these lines as the run goes.
-    """
-    logger = get_run_logger()
-    last = [0.0]
-
-    def report(done: int, total: int, read: int) -> None:
-        if done == total or time.monotonic() - last[0] >= PROGRESS_EVERY_S:
-            last[0] = time.monotonic()
-            logger.info(f"{PROGRESS} {region}: {done}/{total} blocks, {read / 1e6:.1f} MB read")
-
-    return report
-
-
 @task(
     name="partial-aggregates",
+    task_run_name="partial-aggregates-{region.name}",
     retries=2,
     retry_delay_seconds=3,
     retry_condition_fn=_worth_retrying,
@@ -95,7 +74,9 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
     worker = distributed.get_worker()
     started, started_at = time.perf_counter(), time.time()
     with region_cluster() as client:
-        agg, bytes_read = compute_partial(region.root, spec, client, _progress(region.name))
+        agg, bytes_read = compute_partial(
+            region.root, spec, client, reporter(region.name, "blocks")
+        )
     returned = len(cloudpickle.dumps(agg))
     check_transfer(region.name, returned, spec)
     return {
@@ -226,25 +207,15 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     return summary
 
 
-def analyze(request: AnalysisRequest, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:
     """Run the analysis flow in this process and return its summary; with ``say``, tell
     it each region's state and progress as the run goes.
     """
     if say is None:
         summary: dict[str, Any] = asyncio.run(cross_region_analysis(request))
         return summary
-    name = f"analysis-{uuid.uuid4().hex[:10]}"
-    stop = threading.Event()
-    # The thread sees the caller's Prefect settings (context variables) too.
-    context = contextvars.copy_context()
-    watcher = threading.Thread(target=context.run, args=(watch_named, name, say, stop), daemon=True)
-    watcher.start()
-    try:
-        summary = asyncio.run(cross_region_analysis.with_options(flow_run_name=name)(request))
-    finally:
-        stop.set()
-        watcher.join(timeout=10)
-    return summary
+    watched: dict[str, Any] = run_watched(cross_region_analysis, say, request=request)
+    return watched
 
 
 async def _publish(

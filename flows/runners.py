@@ -64,7 +64,7 @@ def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **para
     """Call ``flow`` as a subflow named ``name``, bound to ``region``'s scheduler (an
     asynchronous flow runs to completion on this thread's own event loop).
     """
-    bound = flow.with_options(name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
+    bound = flow.with_options(name=name, flow_run_name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
     out = bound(region=region, **parameters)
     if inspect.iscoroutine(out):
         return asyncio.run(out)

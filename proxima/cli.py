@@ -250,7 +250,23 @@ def data_import(
 
     platform = from_stack()
     regions = [platform.region(n) for n in region] if region else platform.regions
-    reports = [repository.import_region(r, Path(r.root)) for r in regions]
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    reports = []
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=err, disable=as_json
+    ) as bar:
+        for r in regions:
+            task = bar.add_task(f"{r.name}: listing")
+
+            def show(rep: repository.ImportReport, task: Any = task, name: str = r.name) -> None:
+                bar.update(
+                    task,
+                    description=f"{name}: {rep.copied} copied "
+                    f"({rep.bytes_copied / 2**20:.1f} MiB), {rep.skipped} unchanged",
+                )
+
+            reports.append(repository.import_region(r, Path(r.root), show))
     if as_json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
         return
@@ -270,9 +286,13 @@ def catalog_refresh_cmd(
 ) -> None:
     """Run the catalog-refresh flow (each region on its own Dask cluster)."""
     from flows.catalog_refresh import catalog_refresh
+    from flows.progress import run_watched
 
     with _prefect_client_settings():
-        out = catalog_refresh(regions=region or None, full_rebuild=full)
+        if as_json:
+            out = catalog_refresh(regions=region or None, full_rebuild=full)
+        else:
+            out = run_watched(catalog_refresh, err.print, regions=region or None, full_rebuild=full)
     if as_json:
         print(json.dumps(out, indent=2))
         return
@@ -445,7 +465,8 @@ def analyze(
 
 
 def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
-    from flows.submit import submit_analysis, watch_run
+    from flows.progress import watch_run
+    from flows.submit import submit_analysis
     from proxima.config import load_stack_config
 
     with _prefect_client_settings():

@@ -243,7 +243,8 @@ class Proxima:
         return _open_result(path)
 
     def _submitted(self, request: AnalysisRequest, say: Say) -> str:
-        from flows.submit import submit_analysis, watch_run
+        from flows.progress import watch_run
+        from flows.submit import submit_analysis
 
         run = submit_analysis(request, wait_seconds=0)
         say(f"submitted flow run {run.name} ({run.id})")

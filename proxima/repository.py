@@ -11,6 +11,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,13 @@ def _save_manifest(root: Path, manifest: dict[str, dict[str, Any]]) -> None:
     tmp.replace(root / MANIFEST)
 
 
-def _sync_bucket(client: Any, bucket: str, root: Path, report: ImportReport) -> None:
+def _sync_bucket(
+    client: Any,
+    bucket: str,
+    root: Path,
+    report: ImportReport,
+    on_object: Callable[[ImportReport], None] | None = None,
+) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.rglob(f"{TMP_MARK}*"):  # left by an import that was killed
         stale.unlink(missing_ok=True)
@@ -96,6 +103,8 @@ def _sync_bucket(client: Any, bucket: str, root: Path, report: ImportReport) -> 
                 and local.stat().st_size == size
             ):
                 report.skipped += 1
+                if on_object:
+                    on_object(report)
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)
             partial = local.with_name(f"{TMP_MARK}{local.name}.{uuid.uuid4().hex[:8]}")
@@ -109,6 +118,8 @@ def _sync_bucket(client: Any, bucket: str, root: Path, report: ImportReport) -> 
             report.bytes_copied += size
             if report.copied % 200 == 0:
                 _save_manifest(root, manifest)
+            if on_object:
+                on_object(report)
     for key in sorted(set(manifest) - seen):
         _safe_local(root, key).unlink(missing_ok=True)
         del manifest[key]
@@ -164,8 +175,11 @@ def fsx_import(
         time.sleep(poll_s)
 
 
-def import_region(region: Region, root: Path) -> ImportReport:
-    """Bring every dataset bucket of ``region`` into ``root`` (its file system).
+def import_region(
+    region: Region, root: Path, on_object: Callable[[ImportReport], None] | None = None
+) -> ImportReport:
+    """Bring every dataset bucket of ``region`` into ``root`` (its file system);
+    ``on_object`` sees the report after each object (copied or unchanged).
 
     Idempotent: unchanged objects (same ETag and size) are skipped; removed
     objects are deleted; each file appears under its final name only when whole.
@@ -183,7 +197,7 @@ def import_region(region: Region, root: Path) -> ImportReport:
         client = s3.client(region, connect_timeout=2, retries=2)
         for bucket in buckets:
             try:
-                _sync_bucket(client, bucket, root / bucket, report)
+                _sync_bucket(client, bucket, root / bucket, report, on_object)
             except (BotoCoreError, ClientError) as exc:
                 raise ImportFailed(
                     f"import of s3://{bucket} in {region.name} ({region.s3_endpoint}) failed: {exc}"

@@ -282,3 +282,30 @@ def test_older_extraction_never_overwrites_newer(stack, os_client):
     doc = os_client.get(index=index, id="a1")
     assert doc["_source"]["size"] == 2 and doc["_version"] == 2_000
     os_client.indices.delete(index=index)
+
+
+def test_the_cli_refresh_shows_each_region_and_its_progress(catalog, stack, settings):
+    """`proxima catalog refresh` follows its run: each regional subflow by name, and the
+    header extraction's progress (files done of total, bytes read)."""
+    import os
+    import subprocess
+    import sys
+
+    from proxima.stack.services import client_env
+
+    root = settings.region_root("us-east-1")
+    changed = sorted(root.glob("era5-pds/2020/01/data/*.nc"))
+    for path in changed:
+        os.utime(path)
+    out = subprocess.run(
+        [sys.executable, "-m", "proxima.cli", "catalog", "refresh", "--region", "us-east-1"],
+        env=client_env(stack, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert "refresh-us-east-1: Running" in lines and "refresh-us-east-1: Completed" in lines
+    assert f"us-east-1: {len(changed)}/{len(changed)} headers" in out.stderr, out.stderr

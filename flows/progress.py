@@ -1,0 +1,122 @@
+"""Following a run as it goes: the state of each regional subflow and the progress
+lines their tasks log (blocks done, bytes read), for the CLI and notebooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import LogSort
+
+PROGRESS = "progress"  # the first word of the regional tasks' progress log lines
+EVERY_S = 2.0
+Say = Callable[[str], None]
+
+
+def reporter(region: str, unit: str) -> Callable[[int, int, int], None]:
+    """A callback logging ``done/total <unit>, bytes read`` at most every few seconds
+    (and at the end), from a task of ``region``.
+    """
+    logger = get_run_logger()
+    last = [0.0]
+
+    def report(done: int, total: int, read: int) -> None:
+        if done == total or time.monotonic() - last[0] >= EVERY_S:
+            last[0] = time.monotonic()
+            logger.info(f"{PROGRESS} {region}: {done}/{total} {unit}, {read / 1e6:.1f} MB read")
+
+    return report
+
+
+def watch_named(name: str, say: Callable[[str], None], stop: threading.Event) -> None:
+    """Follow the flow run called ``name`` (once it exists) until it ends or ``stop``."""
+    with get_client(sync_client=True) as client:
+        while not stop.is_set():
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            if runs:
+                watch_run(runs[0].id, say, stop=stop)
+                return
+            stop.wait(0.5)
+
+
+def watch_run(
+    flow_run_id: UUID,
+    say: Callable[[str], None],
+    poll_s: float = 1.0,
+    stop: threading.Event | None = None,
+) -> FlowRun:
+    """Wait for a flow run to end (or ``stop``), saying each state change of it and of
+    its regional subflows (``analyze-<region>``), and their progress lines.
+
+    Returns:
+        The flow run in its last state seen.
+    """
+    seen: dict[str, str] = {}
+    said: set[UUID] = set()
+    ending = False
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
+            )
+            for item in [run, *sorted(children, key=lambda r: r.name)]:
+                label = "run" if item.id == run.id else item.name
+                if item.state_name and seen.get(label) != item.state_name:
+                    seen[label] = item.state_name
+                    say(f"{label}: {item.state_name}")
+            if children:
+                logs = client.read_logs(
+                    log_filter=LogFilter(
+                        flow_run_id=LogFilterFlowRunId(any_=[c.id for c in children])
+                    ),
+                    sort=LogSort.TIMESTAMP_ASC,
+                )
+                for log in logs:
+                    if log.id not in said and log.message.startswith(PROGRESS):
+                        said.add(log.id)
+                        say(log.message.removeprefix(PROGRESS).strip())
+            if ending:
+                return run
+            # One more look once it ended: workers send their last log lines in batches.
+            ending = bool((run.state and run.state.is_final()) or (stop and stop.is_set()))
+            time.sleep(poll_s)
+
+
+def run_watched(flow: Any, say: Say, **parameters: Any) -> Any:
+    """Run ``flow`` in this process, telling ``say`` its regions' states and progress."""
+    name = f"{flow.name}-{uuid.uuid4().hex[:10]}"
+    named = flow.with_options(flow_run_name=name)
+    stop = threading.Event()
+    # The thread sees the caller's Prefect settings (context variables) too.
+    context = contextvars.copy_context()
+    watcher = threading.Thread(target=context.run, args=(watch_named, name, say, stop), daemon=True)
+    watcher.start()
+    try:
+        if asyncio.iscoroutinefunction(flow.fn):
+            return asyncio.run(named(**parameters))
+        return named(**parameters)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
