@@ -27,7 +27,6 @@ from flows.progress import reporter
 from flows.runners import region_cluster, run_regional_subflow
 from proxima import opensearch, repository
 from proxima.catalog import refresh
-from proxima.catalog.extract import extract
 from proxima.catalog.model import MAPPING
 from proxima.errors import ConfigurationError, ProximaError
 from proxima.opensearch import CatalogConnection
@@ -55,48 +54,49 @@ def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> ref
 
 
 @task(name="extract-headers", task_run_name="extract-headers-{region.name}")
-def extract_headers(region: Region, todo: list[refresh.Candidate]) -> list[dict[str, Any]]:
-    """Read headers of new and changed assets in parallel on the region's workers."""
+def extract_headers(
+    region: Region, todo: list[refresh.Candidate], catalog: CatalogConnection, index: str
+) -> refresh.BatchReport:
+    """Read headers of new and changed assets in batches on the region's workers; each
+    batch writes its documents to the catalog itself (they never pass through Prefect).
+    """
+    done = refresh.BatchReport()
     if not todo:
-        return []
-    # The worker thread is seceded while the extractions run on the same cluster: two
+        return done
+    # The worker thread is seceded while the batches run on the same cluster: two
     # refreshes holding a one-worker region's two threads would otherwise wait on each
-    # other's extractions forever (seen with concurrent refreshes).
+    # other's batches forever (seen with concurrent refreshes).
+    work = refresh.batches(todo)
+    n = len(work)
+    report = reporter(region.name, "headers")
     with region_cluster() as client:
         futures = client.map(
-            extract,
-            [region.root] * len(todo),
-            [c.relpath for c in todo],
-            [region.name] * len(todo),
-            [c.dataset for c in todo],
-            [c.bucket for c in todo],
-            [c.etag for c in todo],
+            refresh.extract_and_index,
+            [region.root] * n,
+            [region.name] * n,
+            work,
+            [catalog] * n,
+            [index] * n,
             pure=False,
         )
-        report = reporter(region.name, "headers")
-        size = {f.key: c.size for f, c in zip(futures, todo, strict=True)}
-        docs: list[dict[str, Any]] = []
-        scanned = 0
         for future in dask_as_completed(futures, loop=client.loop):
-            docs.append(future.result())
-            scanned += size[future.key]
-            report(len(docs), len(todo), scanned)
-    return docs
+            done.add(future.result())
+            report(done.assets, len(todo), done.bytes)
+    if done.errors:
+        raise ProximaError(f"{len(done.errors)} catalog write(s) failed, first: {done.errors[:3]}")
+    return done
 
 
 @task(name="write-catalog", retries=2, retry_delay_seconds=2)
-def write_catalog(
-    catalog: CatalogConnection, index: str, docs: list[dict[str, Any]], deleted: list[str]
-) -> dict[str, Any]:
-    """Bulk-upsert new/changed documents and delete removed ones."""
+def write_catalog(catalog: CatalogConnection, index: str, deleted: list[str]) -> None:
+    """Delete removed assets' documents, then make the region's writes searchable."""
     client = opensearch.connect_catalog(catalog)
-    actions = refresh.index_actions(index, docs) + refresh.delete_actions(index, deleted)
-    report = opensearch.bulk(client, actions)
+    report = opensearch.bulk(client, refresh.delete_actions(index, deleted))
     if report.errors:
         raise ProximaError(
-            f"{len(report.errors)} catalog write(s) failed, first: {report.errors[:3]}"
+            f"{len(report.errors)} catalog delete(s) failed, first: {report.errors[:3]}"
         )
-    return {"ok": report.ok, "retries": report.retries, "superseded": report.superseded}
+    client.indices.refresh(index=index)
 
 
 @flow(name="refresh-region", log_prints=True)
@@ -107,15 +107,14 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     # run it in the flow's own process, far from the data.
     imported = import_repository.submit(region).result()
     plan = scan_and_diff.submit(region, catalog, index).result()
-    docs = extract_headers.submit(region, plan.todo).result()
-    written = write_catalog.submit(catalog, index, docs, plan.deleted).result()
-    quarantined = [d["path"] for d in docs if d.get("quarantined")]
+    extracted = extract_headers.submit(region, plan.todo, catalog, index).result()
+    write_catalog.submit(catalog, index, plan.deleted).result()
     return {
         "region": region.name,
         **plan.summary(),
-        "quarantined": len(quarantined),
-        "superseded": written["superseded"],
-        "quarantined_paths": quarantined,
+        "quarantined": len(extracted.quarantined),
+        "superseded": extracted.superseded,
+        "quarantined_paths": extracted.quarantined,
         "bytes": plan.scanned_bytes,
         "imported_bytes": imported["bytes_copied"],
         "seconds": round(time.perf_counter() - started, 2),

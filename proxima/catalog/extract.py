@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,21 +145,31 @@ def _is_coord(name: str, dims: tuple[str, ...]) -> bool:
     return len(dims) == 1 and dims[0] == name
 
 
+# netCDF-C is not thread-safe: one header read at a time per process (xarray's netcdf4
+# backend holds a lock the same way). A header takes 1-2 ms.
+_NETCDF_LOCK = threading.Lock()
+
+
 def _netcdf(path: Path, asset: Asset) -> Asset:
-    import h5netcdf
+    """Headers and coordinates through netCDF-C (5-10x less CPU than h5netcdf here:
+    1.1-2.2 ms against 10.3 ms per 196 KB ERA5 header, measured).
+    """
+    import netCDF4
 
     coords: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
-    with h5netcdf.File(path, "r") as f:
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    with _NETCDF_LOCK, netCDF4.Dataset(path, "r") as f:
+        f.set_auto_maskandscale(False)
+        attrs = {k: _plain(f.getncattr(k)) for k in f.ncattrs()}
         for name, var in f.variables.items():
-            vattrs = {k: _plain(v) for k, v in var.attrs.items()}
+            vattrs = {k: _plain(var.getncattr(k)) for k in var.ncattrs()}
             dims = tuple(var.dimensions)
             if _is_coord(name, dims):
                 coords[name] = (vattrs, np.asarray(var[:]))
             elif len(dims) >= 2 and not name.endswith("_bounds") and not name.endswith("_bnds"):
-                chunks = list(var.chunks) if var.chunks else None
+                chunking = var.chunking()
+                chunks = list(chunking) if isinstance(chunking, list) else None
                 asset.variables.append(
-                    _variable(name, vattrs, dims, list(var.shape), var.dtype, chunks)
+                    _variable(name, vattrs, dims, list(var.shape), np.dtype(var.dtype), chunks)
                 )
     asset.facets, asset.facet_conflicts = facets(attrs, asset.path)
     asset.attributes_text = _text(attrs)

@@ -14,8 +14,9 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from proxima import opensearch, repository
-from proxima.catalog.extract import tree_stat
+from proxima.catalog.extract import extract, tree_stat
 from proxima.catalog.model import MAPPING, asset_id
+from proxima.opensearch import CatalogConnection
 from proxima.platform.model import Region
 
 ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
@@ -132,6 +133,55 @@ def diff(candidates: list[Candidate], current: dict[str, tuple[int, int]]) -> Di
     return result
 
 
+BATCH_ASSETS = 200  # assets per extraction task: amortises a task and a bulk request
+
+
+@dataclass
+class BatchReport:
+    """What one extraction batch wrote to the catalog (documents never travel back)."""
+
+    assets: int = 0
+    written: int = 0
+    superseded: int = 0
+    bytes: int = 0
+    quarantined: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: BatchReport) -> None:
+        """Fold another batch's figures into this one."""
+        self.assets += other.assets
+        self.written += other.written
+        self.superseded += other.superseded
+        self.bytes += other.bytes
+        self.quarantined += other.quarantined
+        self.errors += other.errors
+
+
+def batches(todo: list[Candidate], size: int = BATCH_ASSETS) -> list[list[Candidate]]:
+    """``todo`` in batches of ``size``."""
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
+
+
+def extract_and_index(
+    root: str, region: str, batch: list[Candidate], catalog: CatalogConnection, index: str
+) -> BatchReport:
+    """Describe a batch of assets and write their documents straight to the catalog,
+    from the worker that read them (the index is refreshed once, at the end of the
+    region's refresh).
+    """
+    docs = [extract(root, c.relpath, region, c.dataset, c.bucket, c.etag) for c in batch]
+    client = opensearch.connect_catalog(catalog)
+    written = opensearch.bulk(client, index_actions(index, docs), refresh=False)
+    return BatchReport(
+        assets=len(batch),
+        written=written.ok,
+        superseded=written.superseded,
+        bytes=sum(c.size for c in batch),
+        quarantined=[d["path"] for d in docs if d.get("quarantined")],
+        errors=written.errors[:20],
+    )
+
+
 def index_actions(index: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bulk index actions; the file's mtime is the external version, so an older
     extraction racing a newer one can never overwrite it.
@@ -165,6 +215,8 @@ def prepare_rebuild(client: OpenSearch, alias: str, keep: list[str]) -> tuple[st
     orphans = opensearch.cleanup_orphans(client, alias)
     target = opensearch.new_index_name(alias)
     opensearch.create_index(client, target, MAPPING)
+    # Nobody reads the new index until the swap: no periodic refreshes while it fills.
+    client.indices.put_settings(index=target, body={"index": {"refresh_interval": "-1"}})
     if keep:
         client.reindex(
             body={
@@ -186,6 +238,10 @@ def finish_rebuild(client: OpenSearch, alias: str, target: str, succeeded: bool)
     if not succeeded:
         client.indices.delete(index=target, ignore_unavailable=True)
         return None
+    client.indices.put_settings(
+        index=target, body={"index": {"refresh_interval": opensearch.SETTINGS["refresh_interval"]}}
+    )
+    client.indices.refresh(index=target)
     old = opensearch.swap_alias(client, alias, target)
     if old:
         client.indices.delete(index=old, ignore_unavailable=True)
