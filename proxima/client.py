@@ -87,10 +87,14 @@ class Assets(pd.DataFrame):
         return Assets
 
     def to_intake_esm(self) -> Any:
-        """These assets as an ``intake_esm.esm_datastore`` (paths on the regions' mounts)."""
+        """These rows (after any filtering) as an ``intake_esm.esm_datastore``, with paths
+        on the regions' mounts.
+        """
         import intake_esm
 
-        rows = pd.DataFrame(export.esm_rows(self._raw, self._roots), columns=export.ESM_COLUMNS)
+        kept = set(zip(self["region"], self["path"], strict=True))
+        assets = [a for a in self._raw if (a["region"], a["path"]) in kept]
+        rows = pd.DataFrame(export.esm_rows(assets, self._roots), columns=export.ESM_COLUMNS)
         return intake_esm.esm_datastore({"esmcat": export.esm_spec(), "df": rows})
 
 

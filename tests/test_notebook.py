@@ -19,6 +19,18 @@ def _text(cell) -> str:
     return "\n".join(parts)
 
 
+def test_a_filtered_search_exports_only_its_rows(catalog):
+    import proxima
+
+    px = proxima.connect()
+    found = px.search(variable="air_temperature", start="2020-01-01", end="2020-04-30")
+    assert set(found["region"]) == {"us-east-1", "us-west-2"}
+    east = found[found["region"] == "us-east-1"]
+    datastore = east.to_intake_esm()
+    assert set(datastore.df["region"]) == {"us-east-1"}
+    assert len(datastore.df) == len(east)  # one variable per ERA5 file
+
+
 def test_the_example_notebook_runs_headless(deployed, tmp_path):
     notebook = nbformat.read(ROOT / "examples" / "proxima.ipynb", as_version=4)
     NotebookClient(
