@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
     LogFilter,
     LogFilterFlowRunId,
+    LogFilterTimestamp,
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import LogSort
@@ -45,7 +46,7 @@ def reporter(region: str, unit: str) -> Callable[[int, int, int], None]:
     return report
 
 
-def watch_named(name: str, say: Callable[[str], None], stop: threading.Event) -> None:
+def watch_named(name: str, say: Say, stop: threading.Event) -> None:
     """Follow the flow run called ``name`` (once it exists) until it ends or ``stop``."""
     with get_client(sync_client=True) as client:
         while not stop.is_set():
@@ -60,7 +61,7 @@ def watch_named(name: str, say: Callable[[str], None], stop: threading.Event) ->
 
 def watch_run(
     flow_run_id: UUID,
-    say: Callable[[str], None],
+    say: Say,
     poll_s: float = 1.0,
     stop: threading.Event | None = None,
 ) -> FlowRun:
@@ -72,6 +73,7 @@ def watch_run(
     """
     seen: dict[str, str] = {}
     said: set[UUID] = set()
+    since: Any = None  # the newest log seen: each poll reads only what came after
     ending = False
     with get_client(sync_client=True) as client:
         while True:
@@ -89,11 +91,13 @@ def watch_run(
             if children:
                 logs = client.read_logs(
                     log_filter=LogFilter(
-                        flow_run_id=LogFilterFlowRunId(any_=[c.id for c in children])
+                        flow_run_id=LogFilterFlowRunId(any_=[c.id for c in children]),
+                        timestamp=LogFilterTimestamp(after_=since),
                     ),
                     sort=LogSort.TIMESTAMP_ASC,
                 )
                 for log in logs:
+                    since = max(since, log.timestamp) if since else log.timestamp
                     if log.id not in said and log.message.startswith(PROGRESS):
                         said.add(log.id)
                         say(log.message.removeprefix(PROGRESS).strip())
