@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 import time
 import uuid
@@ -13,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -25,23 +25,40 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import LogSort
+from prefect.logging.handlers import APILogHandler
 
 PROGRESS = "progress"  # the first word of the regional tasks' progress log lines
 EVERY_S = 2.0
 Say = Callable[[str], None]
 
 
+def _progress_logger() -> logging.Logger:
+    """A logger whose lines always reach the API (a run's ``prefect`` loggers obey
+    ``PREFECT_LOGGING_LEVEL``, which a quiet setup puts above INFO).
+    """
+    logger = logging.getLogger("proxima.progress")
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(APILogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
 def reporter(region: str, unit: str) -> Callable[[int, int, int], None]:
     """A callback logging ``done/total <unit>, bytes read`` at most every few seconds
-    (and at the end), from a task of ``region``.
+    (and at the end), from a task of ``region``, to the run's logs.
     """
-    logger = get_run_logger()
+    logger = _progress_logger()
     last = [0.0]
 
     def report(done: int, total: int, read: int) -> None:
         if done == total or time.monotonic() - last[0] >= EVERY_S:
             last[0] = time.monotonic()
             logger.info(f"{PROGRESS} {region}: {done}/{total} {unit}, {read / 1e6:.1f} MB read")
+        if done == total:
+            # Logs travel in batches every 2 s: the last line must reach the API before
+            # the task ends, or a watcher that stops with the run never sees it.
+            APILogHandler().flush()
 
     return report
 

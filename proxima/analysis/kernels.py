@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, Field
 
+from proxima import netcdf
 from proxima.analysis.partials import Accumulator, combine, step_keys
 from proxima.errors import ProximaError
 from proxima.paths import inside
@@ -100,7 +101,7 @@ def open_asset(root: str, asset: AssetRef, variable: str) -> xr.DataArray:
         check_chunks(path, variable)
         ds = xr.open_zarr(path, decode_times=coder, consolidated=True, chunks=None)
     else:
-        ds = xr.open_dataset(path, engine="netcdf4", decode_times=coder, chunks=None)
+        ds = netcdf.open_dataset(path, decode_times=coder, chunks=None)
     da = ds[variable]
     tdim = next(d for d in da.dims if d not in ("lat", "lon"))
     return da.rename({tdim: "time"}).transpose("time", "lat", "lon")

@@ -133,7 +133,11 @@ def run_prefect(
 
 # The statistical profiler samples every thread every 10 ms: measured here, it cost each
 # idle worker 7-8 % of a core, taken from the decoding the regions exist for.
-DASK_LEAN = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+DASK_LEAN = {
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    # A crash in a C extension (HDF5, netCDF-C) leaves every thread's stack in the log.
+    "PYTHONFAULTHANDLER": "1",
+}
 
 
 def _region_services(
