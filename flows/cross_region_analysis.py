@@ -31,6 +31,7 @@ from proxima.analysis.assemble import (
     RegionOutcome,
     assemble,
     output_name,
+    summary_markdown,
 )
 from proxima.analysis.kernels import (
     KernelSpec,
@@ -203,7 +204,7 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
             path, platform.results_bucket, platform.results_prefix, platform.results_s3_endpoint
         )
     summary = done.summary(plan, str(path), uri, time.perf_counter() - started)
-    await asyncio.gather(plan_note, _publish(request, platform, summary, done))
+    await asyncio.gather(plan_note, _publish(platform, summary, done))
     return summary
 
 
@@ -218,47 +219,24 @@ def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:
     return watched
 
 
-async def _publish(
-    request: AnalysisRequest, platform: Platform, summary: dict[str, Any], done: Assembled
-) -> None:
+async def _publish(platform: Platform, summary: dict[str, Any], done: Assembled) -> None:
     """The result's picture next to the file, and the run's artifacts."""
-    dashboards = {r.name: r.dashboard_url for r in platform.regions}
-    rows = "\n".join(
-        f"| {r['role']} | {r['region']} | analyze-{r['region']} | "
-        f"[{r['worker']}]({dashboards.get(r['region']) or ''}) | {r['bytes_read']:,} | "
-        f"{r['bytes_returned']:,} | {r['seconds']} |"
-        for r in summary["regions"]
-    )
     png = results.plot_png(done.answer, summary["long_name"])
     Path(summary["result_path"] + ".png").write_bytes(png)
-    note = (
-        f"\n\n**Partial result**: missing {summary['missing_regions']}"
-        if summary["missing_regions"]
-        else ""
-    )
-    markdown = (
-        "## Cross-region analysis\n\n"
-        f"`{summary['variable']}`: {summary['long_name']} (coverage: {summary['coverage']})\n\n"
-        f"{results.table_markdown(summary['answer_table'])}\n\n"
-        f"Result: `{summary['result_path']}`{note}\n\n"
-        "| selection | region | subflow | worker (dashboard) | bytes read | bytes returned "
-        "| seconds |\n|---|---|---|---|---|---|---|\n"
-        f"{rows}\n\n"
-        f"Bytes that crossed regions: **{summary['bytes_crossed_regions']:,}** "
-        f"(estimated {summary['bytes_crossing_est']:,}); read {summary['bytes_read']:,} "
-        f"(estimated {summary['bytes_read_est']:,}).\n\n" + results.png_markdown(png, "result")
-    )
+    dashboards = {r.name: r.dashboard_url for r in platform.regions}
     answered = {r["region"] for r in summary["regions"]}
     await asyncio.gather(
-        acreate_markdown_artifact(markdown, key="analysis-summary"),
+        acreate_markdown_artifact(
+            summary_markdown(summary, dashboards, png), key="analysis-summary"
+        ),
         acreate_table_artifact(summary["regions"], key="analysis-regions"),
         *(
             acreate_link_artifact(
-                region.dashboard_url,
-                link_text=f"Dask dashboard {region.name}",
-                key=f"dask-dashboard-{region.name}",
+                url,
+                link_text=f"Dask dashboard {name}",
+                key=f"dask-dashboard-{name}",
             )
-            for region in platform.regions
-            if region.dashboard_url and region.name in answered
+            for name, url in dashboards.items()
+            if url and name in answered
         ),
     )

@@ -151,3 +151,29 @@ def assemble(
         missing_regions=missing,
         coverage=described,
     )
+
+
+def summary_markdown(summary: dict[str, Any], dashboards: dict[str, str | None], png: bytes) -> str:
+    """The run's summary artifact: the answer as a table, where it is, and each region's
+    subflow, worker (linked to its dashboard), bytes read and returned.
+    """
+    rows = "\n".join(
+        f"| {r['role']} | {r['region']} | analyze-{r['region']} | "
+        f"[{r['worker']}]({dashboards.get(r['region']) or ''}) | {r['bytes_read']:,} | "
+        f"{r['bytes_returned']:,} | {r['seconds']} |"
+        for r in summary["regions"]
+    )
+    missing = summary["missing_regions"]
+    note = f"\n\n**Partial result**: missing {missing}" if missing else ""
+    return (
+        "## Cross-region analysis\n\n"
+        f"`{summary['variable']}`: {summary['long_name']} (coverage: {summary['coverage']})\n\n"
+        f"{results.table_markdown(summary['answer_table'])}\n\n"
+        f"Result: `{summary['result_path']}`{note}\n\n"
+        "| selection | region | subflow | worker (dashboard) | bytes read | bytes returned "
+        "| seconds |\n|---|---|---|---|---|---|---|\n"
+        f"{rows}\n\n"
+        f"Bytes that crossed regions: **{summary['bytes_crossed_regions']:,}** "
+        f"(estimated {summary['bytes_crossing_est']:,}); read {summary['bytes_read']:,} "
+        f"(estimated {summary['bytes_read_est']:,}).\n\n" + results.png_markdown(png, "result")
+    )
