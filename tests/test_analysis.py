@@ -13,6 +13,7 @@ from flows.cross_region_analysis import analyze
 from proxima.analysis.cf import data_variable
 from proxima.analysis.plan import PlanningError
 from proxima.analysis.request import AnalysisRequest
+from tests.cli import proxima
 
 CFT = xr.coders.CFDatetimeCoder(use_cftime=True)
 
@@ -472,21 +473,10 @@ def test_results_store_in_s3(catalog, stack, settings):
 def test_cli_errors_are_one_clear_line_without_traceback(
     catalog, stack, settings, tmp_path, body, message
 ):
-    import subprocess
-    import sys
-
-    from proxima.stack.services import client_env
 
     request_file = tmp_path / "request.json"
     request_file.write_text(body)
-    out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "analyze", str(request_file)],
-        env=client_env(stack, settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = proxima(stack, settings, "analyze", str(request_file))
     assert out.returncode == 1, out.stdout + out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stdout + out.stderr
@@ -497,13 +487,9 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
 ):
     """Month names and units, not a dict repr; the summary artifact names each region's
     subflow and links its dashboard."""
-    import subprocess
-    import sys
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from proxima.stack.services import client_env
 
     request = {
         "selection": {**BASE, "end": "2020-04-30"},
@@ -516,14 +502,7 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
     }
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
-    out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "analyze", str(path)],
-        env=client_env(stack, settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = proxima(stack, settings, "analyze", str(path))
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "degC" in line]
     assert [r.split()[1] for r in rows] == ["Jan", "Feb", "Mar", "Apr"], out.stdout

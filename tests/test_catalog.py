@@ -18,6 +18,7 @@ from proxima.catalog.model import MAPPING
 from proxima.catalog.search import CatalogQuery, facet_counts, search
 from proxima.datagen import era5
 from proxima.platform import from_stack
+from tests.cli import proxima
 
 CFT = xr.coders.CFDatetimeCoder(use_cftime=True)
 
@@ -288,23 +289,12 @@ def test_the_cli_refresh_shows_each_region_and_its_progress(catalog, stack, sett
     """`proxima catalog refresh` follows its run: each regional subflow by name, and the
     header extraction's progress (files done of total, bytes read)."""
     import os
-    import subprocess
-    import sys
-
-    from proxima.stack.services import client_env
 
     root = settings.region_root("us-east-1")
     changed = sorted(root.glob("era5-pds/2020/01/data/*.nc"))
     for path in changed:
         os.utime(path)
-    out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "catalog", "refresh", "--region", "us-east-1"],
-        env=client_env(stack, settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = proxima(stack, settings, "catalog", "refresh", "--region", "us-east-1")
     assert out.returncode == 0, out.stderr
     lines = out.stderr.splitlines()
     assert "refresh-us-east-1: Running" in lines and "refresh-us-east-1: Completed" in lines

@@ -3,8 +3,6 @@ runs from the CLI, schema rejections, and a scheduled run that completes."""
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -14,7 +12,8 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.client.schemas.schedules import IntervalSchedule
 
-from proxima.stack.services import client_env, run_prefect
+from proxima.stack.services import run_prefect
+from tests.cli import proxima
 
 REQUEST = {
     "selection": {
@@ -136,14 +135,7 @@ def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings
     bad = {**REQUEST, "selection": {**REQUEST["selection"], "bbox": [160, -30, -150, 91]}}
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
-    out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "analyze", str(path), "--submit", "--wait"],
-        env=client_env(deployed, settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = proxima(deployed, settings, "analyze", str(path), "--submit", "--wait")
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "bbox north 91.0 is outside -90..90" in out.stderr
 
@@ -161,14 +153,7 @@ def test_submit_and_wait_prints_why_a_run_failed(deployed, settings, tmp_path):
     unknown = {**REQUEST, "selection": {**REQUEST["selection"], "variable": "no_such_var"}}
     path = tmp_path / "unknown.json"
     path.write_text(json.dumps(unknown))
-    out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "analyze", str(path), "--submit", "--wait"],
-        env=client_env(deployed, settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = proxima(deployed, settings, "analyze", str(path), "--submit", "--wait")
     assert out.returncode == 1
     *progress, last = out.stderr.strip().splitlines()
     assert "run: Running" in progress and "run: Failed" in progress, out.stderr

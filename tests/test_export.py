@@ -5,6 +5,7 @@ import pystac
 
 from proxima.catalog import export
 from proxima.catalog.search import CatalogQuery, search
+from tests.cli import proxima
 
 
 def test_intake_esm_search_matches_proxima_search(catalog, data, settings, os_client, tmp_path):
@@ -74,21 +75,9 @@ def test_stac_export_validates(catalog, data, os_client, tmp_path):
 
 
 def test_export_to_an_unwritable_place_is_one_clear_line(catalog, stack, settings, tmp_path):
-    import subprocess
-    import sys
-
-    from proxima.stack.services import client_env
-
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "catalog", "export", str(blocker / "out")],
-        env=client_env(stack, settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = proxima(stack, settings, "catalog", "export", str(blocker / "out"))
     assert out.returncode == 1
     assert f"cannot write the export to {blocker / 'out'}" in out.stderr
     assert "Traceback" not in out.stdout + out.stderr

@@ -72,48 +72,30 @@ def cell_methods(request: AnalysisRequest) -> str | None:
     return f"{SPACE[request.over]}: {METHODS[request.reduction]}"
 
 
-def _attrs(request: AnalysisRequest, main: SelectionPlan, units: str) -> dict[str, Any]:
-    what = main.long_name or main.variable
+def _long_name(request: AnalysisRequest, what: str) -> str:
     grouped = f" by {request.group_by}" if request.group_by else ""
-    if request.reduction == "none":
-        return _subset_attrs(request, main, what, units)
     if request.reduction == "count":
-        return {
-            "long_name": f"number of valid values of {what} over {request.over}{grouped}",
-            "units": "1",
-            **(
-                {"standard_name": f"{main.standard_name} number_of_observations"}
-                if main.standard_name
-                else {}
-            ),
-        }
-    attrs: dict[str, Any] = {
-        "long_name": f"{request.reduction} of {what} over {request.over}{grouped}",
-        "units": units,
-    }
-    if main.standard_name:
-        attrs["standard_name"] = main.standard_name
-    methods = cell_methods(request)
-    if methods:
-        attrs["cell_methods"] = methods
-    return attrs
-
-
-def _subset_attrs(
-    request: AnalysisRequest, main: SelectionPlan, what: str, units: str
-) -> dict[str, Any]:
+        return f"number of valid values of {what} over {request.over}{grouped}"
+    if request.reduction != "none":
+        return f"{request.reduction} of {what} over {request.over}{grouped}"
     coarsen = request.coarsen or Coarsen()
     made = []
     if coarsen.time:
         made.append(("daily" if coarsen.time == "day" else "monthly") + " means")
     if coarsen.space:
         made.append(f"means of {coarsen.space}x{coarsen.space} cells")
+    return what + (f" ({', '.join(made)})" if made else "")
+
+
+def _attrs(request: AnalysisRequest, main: SelectionPlan, units: str) -> dict[str, Any]:
+    counted = request.reduction == "count"
     attrs: dict[str, Any] = {
-        "long_name": what + (f" ({', '.join(made)})" if made else ""),
-        "units": units,
+        "long_name": _long_name(request, main.long_name or main.variable),
+        "units": "1" if counted else units,
     }
     if main.standard_name:
-        attrs["standard_name"] = main.standard_name
+        modifier = " number_of_observations" if counted else ""
+        attrs["standard_name"] = main.standard_name + modifier
     methods = cell_methods(request)
     if methods:
         attrs["cell_methods"] = methods
