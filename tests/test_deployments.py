@@ -12,6 +12,7 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.client.schemas.schedules import IntervalSchedule
 
+from proxima import demo
 from proxima.stack.services import run_prefect
 from tests.cli import proxima
 
@@ -74,7 +75,12 @@ def test_cli_run_completes_and_writes_the_result(deployed, settings):
         timeout=300,
     )
     assert out.returncode == 0 and "Completed" in out.stdout, out.stdout[-3000:]
-    assert (settings.state_dir / "results" / "cli-run.nc").exists()
+    said: list[str] = []
+    reported = demo.report(settings.state_dir / "results" / "cli-run.nc", said.append)
+    assert [label for label, _ in reported["answer"]] == ["Jan", "Feb", "Mar", "Apr"]
+    assert all(value.endswith(" K") for _, value in reported["answer"])
+    assert {r["region"] for r in reported["per_region"]} == {"us-east-1", "us-west-2"}
+    assert any(line.startswith("  bytes that crossed regions: ") for line in said)
 
 
 @pytest.mark.parametrize(
