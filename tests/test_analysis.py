@@ -158,6 +158,7 @@ def test_only_minimal_partials_cross_and_the_estimate_holds(
     )
 
 
+@pytest.mark.reliability
 def test_monthly_model_data_by_year_estimate_holds_and_the_cap_refuses(catalog, settings):
     """Issue 15's reproduction: monthly CMIP6 grouped by year was estimated as if hourly
     (8,760 steps a year). The estimate now comes from the output's shape."""

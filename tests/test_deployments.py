@@ -116,6 +116,7 @@ def test_bad_cli_parameters_are_rejected_by_the_schema(deployed, settings, param
     assert "Validation failed" in text and message in text, text
 
 
+@pytest.mark.reliability
 def test_an_unknown_top_level_parameter_is_refused_by_the_api(deployed):
     """The Prefect CLI checks names itself; the API (the UI's custom run, scripts) did
     not, and such a run crashed before the flow began. `proxima deploy` seals it."""
@@ -132,6 +133,7 @@ def test_an_unknown_top_level_parameter_is_refused_by_the_api(deployed):
         )
 
 
+@pytest.mark.reliability
 def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings, tmp_path):
     """North 91 passes the JSON schema (bbox bounds are per value). The CLI refuses it
     before submitting; through the API the flow validates it with the same model before
@@ -153,6 +155,7 @@ def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings
     assert "bbox north 91.0 is outside -90..90" in run.state.message
 
 
+@pytest.mark.reliability
 def test_submit_and_wait_prints_why_a_run_failed(deployed, settings, tmp_path):
     """`prefect deployment run --watch` prints only the final state; `proxima analyze
     --submit --wait` follows the run and prints its reason on one line."""
