@@ -128,3 +128,14 @@ def test_s3_data_survive_a_restart_and_two_ups_start_one_server(stack, settings)
     assert all(r.healthy for r in manager.status(settings, stack))
     body = client.get_object(Bucket="proxima-persist-test", Key="a/b.nc")["Body"].read()
     assert body == b"kept"
+
+
+def test_memory_of_a_tree_whose_child_exits_meanwhile_is_still_reported(monkeypatch):
+    """A child listed in the tree but gone when its memory is read counts as zero."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = psutil.Process(child.pid)
+    child.wait()
+    monkeypatch.setattr(gone, "is_running", lambda: True)  # it was, when listed
+    me = psutil.Process(os.getpid())
+    monkeypatch.setattr(processes, "_tree", lambda pid: [me, gone])
+    assert processes.rss_bytes(os.getpid()) > 0

@@ -91,5 +91,16 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants."""
-    return sum(p.memory_info().rss for p in _tree(pid) if p.is_running())
+    """Resident memory of a process and all its descendants.
+
+    A descendant may exit between listing the tree and reading its memory (a
+    Prefect worker's flow-run process, a Dask nanny restarting); it then counts
+    as zero rather than failing the status of the whole stack.
+    """
+    total = 0
+    for process in _tree(pid):
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:  # a zombie is one too
+            continue
+    return total
