@@ -164,6 +164,51 @@ def test_killed_flow_run_process_ends_crashed_and_a_rerun_is_idempotent(
     )
 
 
+def _warm_child(settings, run_id) -> int:
+    """The pid the flow launcher forked for ``run_id`` (from its log)."""
+    log = Path(settings.logs_dir) / "flow-launcher.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith(f"flow run {run_id}: started warm as pid "):
+                return int(line.rsplit(" ", 1)[1])
+        time.sleep(0.2)
+    raise AssertionError(f"the flow launcher did not start flow run {run_id}")
+
+
+def test_a_run_cancelled_mid_flight_ends_cancelled_and_its_process_exits(
+    deployed, settings, tmp_path, observe
+):
+    from prefect.states import Cancelling
+
+    request = AnalysisRequest.model_validate(
+        {**REQUEST, "output_name": "cancel-mid-run", "overwrite": True}
+    )
+    marker = tmp_path / "stalled"
+    clients = [faults.region_client(r) for r in ("us-east-1", "us-west-2")]
+    for client in clients:  # each region's first chunk read waits 20 s: the run stays mid-flight
+        faults.install(client, faults.Stall("block_partial", 20, str(marker)), "stall")
+    try:
+        run = submit_analysis(request)
+        faults.wait_for(marker)
+        child = psutil.Process(_warm_child(settings, run.id))  # started warm, not cold
+        asked = time.monotonic()
+        with get_client(sync_client=True) as client:  # what the UI's Cancel button does
+            client.set_flow_run_state(run.id, Cancelling())
+        ended = _wait(run.id, {"CANCELLED", "CRASHED", "FAILED", "COMPLETED"}, 90)
+        cancelled_after_s = round(time.monotonic() - asked, 1)
+    finally:
+        for client in clients:
+            faults.remove(client, "stall")
+            client.close()
+    assert ended.state.type.value == "CANCELLED", ended.state
+    try:
+        child.wait(30)
+    except psutil.TimeoutExpired:
+        raise AssertionError(f"the cancelled run's process {child.pid} still runs") from None
+    observe(state=ended.state.name, cancelled_after_s=cancelled_after_s)
+
+
 def test_one_idempotency_key_gives_one_run(deployed, tmp_path, observe):
     request = AnalysisRequest.model_validate({**REQUEST, "dry_run": True})
     key = f"reliability-{uuid.uuid4()}"

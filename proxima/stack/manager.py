@@ -21,7 +21,7 @@ from proxima.pids import alive
 from proxima.settings import PROJECT_ROOT, ProximaSettings, get_settings
 from proxima.stack import opensearch_node, processes, s3_server
 from proxima.stack.automations import ensure_zombie_automation
-from proxima.stack.services import Service, build_services, prefect_auth
+from proxima.stack.services import Service, build_services, launch_command, prefect_auth
 
 Progress = Callable[[str], None]
 
@@ -102,10 +102,11 @@ def code_hash() -> str:
 
 # Long-lived processes that import project code (Dask pickles tasks by reference;
 # the scheduler unpickles graphs too, so it keeps the code it first imported).
-CODE_BOUND = ("-dask-scheduler", "-dask-workers", "prefect-worker")
+CODE_BOUND = ("-dask-scheduler", "-dask-workers", "prefect-worker", "flow-launcher")
 
 
 def _ensure_work_pool(config: StackConfig, settings: ProximaSettings) -> None:
+    """Create the process work pool if needed; its job command starts runs warm."""
     api, pool = config.prefect.api_url, config.prefect.work_pool
     auth = prefect_auth(settings)
     resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10, auth=auth)
@@ -115,8 +116,21 @@ def _ensure_work_pool(config: StackConfig, settings: ProximaSettings) -> None:
         )
         if created.status_code not in (201, 409):
             raise StackError(f"could not create work pool {pool}: {created.text}")
-    elif not resp.is_success:
+        resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10, auth=auth)
+    if not resp.is_success:
         raise StackError(f"Prefect API {api} answered {resp.status_code}: {resp.text}")
+    template = resp.json()["base_job_template"]
+    command = template["variables"]["properties"]["command"]
+    if command.get("default") != launch_command(settings):
+        command["default"] = launch_command(settings)
+        patched = httpx.patch(
+            f"{api}/work_pools/{pool}",
+            json={"base_job_template": template},
+            timeout=10,
+            auth=auth,
+        )
+        if not patched.is_success:
+            raise StackError(f"could not set work pool {pool}'s command: {patched.text}")
 
 
 def _release_orphaned_runs(config: StackConfig, settings: ProximaSettings) -> list[str]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,42 @@ class Service:
     after: list[str] = field(default_factory=list)
     region: str | None = None
     host: str = "127.0.0.1"
+
+
+# What a flow run imports before its first line; the launcher imports it once.
+PRELOADED = ("prefect.engine", "flows.cross_region_analysis", "flows.catalog_refresh")
+
+
+def launcher_socket(settings: ProximaSettings) -> Path:
+    """Where the flow launcher listens (a short path: Unix sockets allow ~107 bytes)."""
+    path = settings.state_dir / "flow-launcher.sock"
+    if len(str(path)) < 100:
+        return path
+    digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"proxima-{digest}.sock"
+
+
+def launch_command(settings: ProximaSettings) -> str:
+    """The process work pool's job command: a warm start through the flow launcher."""
+    return shlex.join(
+        [
+            sys.executable,
+            "-m",
+            "proxima.stack.flow_launcher",
+            "launch",
+            str(launcher_socket(settings)),
+        ]
+    )
+
+
+def unix_socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        try:
+            conn.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def prefect_auth(settings: ProximaSettings) -> httpx.BasicAuth | None:
@@ -303,6 +343,23 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
         )
     for region in config.regions:
         services.extend(_region_services(region, config, settings))
+    services.append(
+        Service(
+            name="flow-launcher",
+            url=f"unix://{launcher_socket(settings)}",
+            argv=lambda: [
+                sys.executable,
+                "-m",
+                "proxima.stack.flow_launcher",
+                "serve",
+                str(launcher_socket(settings)),
+                "--preload",
+                *PRELOADED,
+            ],
+            healthy=lambda: unix_socket_answers(launcher_socket(settings)),
+            env=client_env(config, settings),
+        )
+    )
     pool = config.prefect.work_pool
     services.append(
         Service(
@@ -334,4 +391,11 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
     return services
 
 
-__all__ = ["PROJECT_ROOT", "Service", "build_services", "client_env", "dask_workers"]
+__all__ = [
+    "PROJECT_ROOT",
+    "Service",
+    "build_services",
+    "client_env",
+    "dask_workers",
+    "launch_command",
+]

@@ -1,0 +1,84 @@
+"""The flow launcher (warm starts behind the process work pool), without the stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from proxima.stack.services import unix_socket_answers
+
+LAUNCHER = [sys.executable, "-m", "proxima.stack.flow_launcher"]
+
+
+@pytest.fixture
+def launcher(tmp_path):
+    """A launcher serving on a socket in ``tmp_path``; yields (socket, its log)."""
+    sock, log = tmp_path / "l.sock", tmp_path / "launcher.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*LAUNCHER, "serve", str(sock), "--preload", "prefect.engine"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while not unix_socket_answers(sock):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    yield sock, log
+    proc.terminate()
+    proc.wait(10)
+
+
+def _launch(sock: Path, run_id: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LAUNCHER, "launch", str(sock)],
+        env={**os.environ, "PREFECT__FLOW_RUN_ID": run_id},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_run_starts_in_a_warm_child_with_the_callers_streams_and_exit_code(launcher, tmp_path):
+    sock, log = launcher
+    done = _launch(sock, "not-a-flow-run-id", tmp_path)
+    # prefect.engine ran in the launcher's child: its error reached the caller's
+    # stderr through the passed descriptors, and its exit code came back
+    assert done.returncode == 1
+    assert "Invalid flow run id" in done.stderr
+    assert "starting the flow run cold" not in done.stderr
+    assert "flow run not-a-flow-run-id: started warm" in log.read_text()
+    again = _launch(sock, "still-not-an-id", tmp_path)  # the launcher serves run after run
+    assert again.returncode == 1 and "Invalid flow run id" in again.stderr
+
+
+def test_without_a_launcher_the_run_starts_cold(tmp_path):
+    done = _launch(tmp_path / "nobody-listens.sock", "not-a-flow-run-id", tmp_path)
+    assert "starting the flow run cold" in done.stderr
+    assert done.returncode == 1 and "Invalid flow run id" in done.stderr
+
+
+def test_preloading_what_starts_threads_is_refused(tmp_path):
+    module = tmp_path / "threaded_module.py"
+    module.write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    done = subprocess.run(
+        [*LAUNCHER, "serve", str(tmp_path / "l.sock"), "--preload", "threaded_module"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "started threads" in done.stderr and "cannot fork" in done.stderr
