@@ -45,6 +45,18 @@ def import_repository(region: Region) -> dict[str, Any]:
     return repository.import_region(region, Path(region.root)).to_dict()
 
 
+@task(name="check-unchanged", task_run_name="check-unchanged-{region.name}")
+def check_unchanged(
+    region: Region, catalog: CatalogConnection, index: str
+) -> tuple[str, int | None]:
+    """Fingerprint the region's tree; the document count if the catalog already has it."""
+    digest = refresh.fingerprint(region, region.root)
+    client = opensearch.connect_catalog(catalog)
+    return digest, refresh.unchanged_since_last_refresh(
+        client, index, region.name, region.root, digest
+    )
+
+
 @task(name="scan-and-diff", task_run_name="scan-and-diff-{region.name}", retries=1)
 def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> refresh.Diff:
     """Walk the file system and compare it with the region's documents."""
@@ -87,9 +99,18 @@ def extract_headers(
     return done
 
 
-@task(name="write-catalog", retries=2, retry_delay_seconds=2)
-def write_catalog(catalog: CatalogConnection, index: str, deleted: list[str]) -> None:
-    """Delete removed assets' documents, then make the region's writes searchable."""
+@task(
+    name="write-catalog",
+    task_run_name="write-catalog-{region.name}",
+    retries=2,
+    retry_delay_seconds=2,
+)
+def write_catalog(
+    region: Region, catalog: CatalogConnection, index: str, deleted: list[str], digest: str
+) -> None:
+    """Delete removed assets' documents, make the region's writes searchable, and
+    remember the tree they reflect (the next refresh of an unchanged tree stops early).
+    """
     client = opensearch.connect_catalog(catalog)
     report = opensearch.bulk(client, refresh.delete_actions(index, deleted))
     if report.errors:
@@ -97,6 +118,7 @@ def write_catalog(catalog: CatalogConnection, index: str, deleted: list[str]) ->
             f"{len(report.errors)} catalog delete(s) failed, first: {report.errors[:3]}"
         )
     client.indices.refresh(index=index)
+    refresh.remember_refresh(client, index, region.name, region.root, digest)
 
 
 @flow(name="refresh-region", log_prints=True)
@@ -106,9 +128,22 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     # .submit() sends each task to the region's Dask cluster; a direct call would
     # run it in the flow's own process, far from the data.
     imported = import_repository.submit(region).result()
+    digest, documents = check_unchanged.submit(region, catalog, index).result()
+    if documents is not None:
+        return {
+            "region": region.name,
+            **refresh.Diff(unchanged=documents).summary(),
+            "quarantined": 0,
+            "superseded": 0,
+            "quarantined_paths": [],
+            "bytes": 0,
+            "imported_bytes": imported["bytes_copied"],
+            "seconds": round(time.perf_counter() - started, 2),
+            "short_circuit": True,
+        }
     plan = scan_and_diff.submit(region, catalog, index).result()
     extracted = extract_headers.submit(region, plan.todo, catalog, index).result()
-    write_catalog.submit(catalog, index, plan.deleted).result()
+    write_catalog.submit(region, catalog, index, plan.deleted, digest).result()
     return {
         "region": region.name,
         **plan.summary(),
@@ -118,6 +153,7 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
         "bytes": plan.scanned_bytes,
         "imported_bytes": imported["bytes_copied"],
         "seconds": round(time.perf_counter() - started, 2),
+        "short_circuit": False,
     }
 
 

@@ -87,6 +87,7 @@ def _sync_bucket(
     for stale in root.rglob(f"{TMP_MARK}*"):  # left by an import that was killed
         stale.unlink(missing_ok=True)
     manifest = _load_manifest(root)
+    copied_before = report.copied  # the report covers the region's other buckets too
     seen: set[str] = set()
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
@@ -120,12 +121,14 @@ def _sync_bucket(
                 _save_manifest(root, manifest)
             if on_object:
                 on_object(report)
-    for key in sorted(set(manifest) - seen):
+    gone = sorted(set(manifest) - seen)
+    for key in gone:
         _safe_local(root, key).unlink(missing_ok=True)
         del manifest[key]
         report.deleted += 1
-    _prune_empty_dirs(root)
-    _save_manifest(root, manifest)
+    if gone or report.copied > copied_before:  # else the tree is as the last import left it
+        _prune_empty_dirs(root)
+        _save_manifest(root, manifest)
 
 
 def _prune_empty_dirs(root: Path) -> None:

@@ -1,6 +1,7 @@
 """The catalog on real OpenSearch: complete, correct searches, incremental refresh,
 quarantine, no empty reads during rebuilds, nothing lost on errors."""
 
+import os
 import threading
 import time
 from datetime import datetime
@@ -146,6 +147,9 @@ def test_incremental_refresh_follows_the_file_system(catalog, data, settings, os
         assert (out["new"], out["changed"], out["deleted"]) == (1, 1, 0)
         again = catalog_refresh(regions=[region])["regions"][0]
         assert (again["new"], again["changed"], again["deleted"]) == (0, 0, 0)
+        # nothing changed: decided from the tree's fingerprint, before any scan or diff
+        assert again["short_circuit"] is True
+        assert again["unchanged"] == _region_documents(os_client, data, region)
         client.delete_object(Bucket=bucket, Key=added)
         gone = catalog_refresh(regions=[region])["regions"][0]
         assert (gone["new"], gone["changed"], gone["deleted"]) == (0, 0, 1)
@@ -158,6 +162,71 @@ def test_incremental_refresh_follows_the_file_system(catalog, data, settings, os
         client.delete_object(Bucket=bucket, Key=added)
         _put_era5(data, region, bucket, original, 42)
         catalog_refresh(regions=[region])
+
+
+def _region_documents(os_client, data, region: str) -> int:
+    query = {"query": {"term": {"region": region}}}
+    return int(os_client.count(index=data.opensearch.alias, body=query)["count"])
+
+
+def test_a_no_change_refresh_stops_early_unless_the_catalog_lost_documents(
+    catalog, data, settings, os_client
+):
+    region = "us-west-2"
+    first = catalog_refresh(regions=[region])["regions"][0]
+    documents = _region_documents(os_client, data, region)
+    quiet = catalog_refresh(regions=[region])["regions"][0]
+    assert quiet["short_circuit"] is True and quiet["unchanged"] == documents
+    assert (quiet["new"], quiet["changed"], quiet["deleted"]) == (0, 0, 0)
+    # documents removed behind the refresh's back: the tree is unchanged, the catalog
+    # is not what the last refresh left, so the refresh runs in full and restores them
+    victim = next(iter(_ids(search(os_client, data.opensearch.alias, CatalogQuery(region=region)))))
+    # deleted at its own external version: a plain delete leaves a tombstone one version
+    # newer, which supersedes the re-extraction until OpenSearch forgets it (60 s)
+    version = os_client.get(index=data.opensearch.alias, id=victim)["_version"]
+    os_client.delete(
+        index=data.opensearch.alias,
+        id=victim,
+        version=version,
+        version_type="external_gte",
+        refresh=True,
+    )
+    repaired = catalog_refresh(regions=[region])["regions"][0]
+    assert repaired["short_circuit"] is False and repaired["new"] == 1
+    assert _region_documents(os_client, data, region) == documents
+    assert first["region"] == region
+
+
+def test_the_tree_fingerprint_sees_every_change_the_scan_would(data, settings, tmp_path):
+    region = from_stack(data, settings).region("us-west-2")
+    bucket = tmp_path / region.datasets[0].bucket
+    store = bucket / "2020" / "store.zarr"
+    store.mkdir(parents=True)
+    (store / ".zmetadata").write_text("{}")
+    nc = bucket / "2020" / "a.nc"
+    nc.write_bytes(b"x" * 10)
+    seen = {refresh.fingerprint(region, str(tmp_path))}
+
+    def changed() -> bool:
+        now = refresh.fingerprint(region, str(tmp_path))
+        new = now not in seen
+        seen.add(now)
+        return new
+
+    assert not changed()  # deterministic
+    (bucket / ".proxima-import.json").write_text("{}")  # the import's manifest: ignored
+    assert not changed()
+    os.utime(nc, ns=(1, 1))
+    assert changed()  # touched
+    nc.write_bytes(b"y" * 11)
+    assert changed()  # rewritten
+    (store / ".zmetadata").write_text('{"zarr_consolidated_format": 1}')
+    assert changed()  # a hidden file inside a Zarr store
+    (bucket / "b.nc").symlink_to(bucket / "nowhere.nc")
+    assert changed()  # a dangling link
+    (bucket / "b.nc").unlink()
+    nc.unlink()
+    assert changed()  # removed
 
 
 @pytest.mark.reliability

@@ -6,6 +6,8 @@ region's Dask cluster; they are plain functions so they can be tested alone.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +107,87 @@ def _candidate(
     except OSError:  # a loop, a dangling link, gone: extraction names it and quarantines
         size, mtime = 0, 0
     return Candidate(asset_id(region, rel), rel, dataset, bucket, size, mtime, etag)
+
+
+SNAPSHOTS = ".proxima-refresh"  # under the region root: one file per catalog index
+
+
+def fingerprint(region: Region, root: str) -> str:
+    """A digest of everything a refresh's scan depends on, from a lean walk.
+
+    Every file under the region's dataset buckets contributes its path, size and
+    mtime (``os.scandir``: one ``stat`` each, no header read, no hashing per asset);
+    the import's manifest, rewritten by every import that copies, does not. It covers
+    more than the scan looks at (all files, not only ``.nc`` and Zarr stores), so it
+    can only change more often than the scan's result, never less.
+    """
+    digest = hashlib.sha256()
+    for dataset in region.datasets:
+        digest.update(f"\0dataset\0{dataset.name}\0{dataset.bucket}\0".encode())
+        _fingerprint_tree(os.path.join(root, dataset.bucket), "", digest)
+    return digest.hexdigest()
+
+
+def _fingerprint_tree(directory: str, rel: str, digest: Any) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
+        digest.update(f"\0missing\0{rel}".encode())
+        return
+    for entry in entries:
+        path = f"{rel}/{entry.name}"
+        if not rel and entry.name == repository.MANIFEST:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            _fingerprint_tree(entry.path, path, digest)
+            continue
+        try:  # links are followed, as the scan's stat does; a broken one counts as such
+            st = entry.stat()
+            digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        except OSError as exc:
+            digest.update(f"\0{path}\0error {exc.errno}".encode())
+
+
+def _snapshot_file(root: str, index: str) -> Path:
+    return Path(root) / SNAPSHOTS / f"{index}.json"
+
+
+def _region_count(client: OpenSearch, index: str, region: str) -> int:
+    found = client.count(index=index, body={"query": {"term": {"region": region}}})
+    return int(found["count"])
+
+
+def unchanged_since_last_refresh(
+    client: OpenSearch, index: str, region: str, root: str, digest: str
+) -> int | None:
+    """The region's document count if the last refresh into ``index`` saw exactly this
+    file tree and the index still holds what it wrote; None when a refresh must run.
+    """
+    concrete = opensearch.alias_target(client, index) or index
+    try:
+        snapshot = json.loads(_snapshot_file(root, concrete).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if snapshot.get("digest") != digest:
+        return None
+    count = _region_count(client, concrete, region)
+    return count if count == snapshot.get("documents") else None
+
+
+def remember_refresh(client: OpenSearch, index: str, region: str, root: str, digest: str) -> None:
+    """Record that the region's catalog in ``index`` now reflects the tree ``digest``
+    (taken before the scan: a change during the refresh makes the next one run in full).
+    """
+    concrete = opensearch.alias_target(client, index) or index
+    target = _snapshot_file(root, concrete)
+    target.parent.mkdir(exist_ok=True)
+    for stale in target.parent.glob("*.json"):  # snapshots of indices since replaced
+        if stale != target:
+            stale.unlink(missing_ok=True)
+    count = _region_count(client, concrete, region)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"digest": digest, "documents": count}))
+    tmp.replace(target)
 
 
 def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
