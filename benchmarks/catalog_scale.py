@@ -9,7 +9,8 @@ generated file under distinct names), so extraction really opens N files.
 Usage: cd benchmarks && ../.venv/bin/python catalog_scale.py [--assets 10000]
 Writes results/catalog_scale.json: full_assets_per_s, incremental_assets_per_s,
 nochange_assets_per_s, query_p50_ms, query_p95_ms, floor_extract_assets_per_s,
-floor_bulk_docs_per_s.
+floor_bulk_docs_per_s, floor_nochange_walk_assets_per_s (the no-change refresh's lean
+walk of the tree alone).
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ def main() -> None:
     again = catalog_refresh(regions=["us-east-1"])
     again_s = time.perf_counter() - t0
     assert all(r["new"] + r["changed"] + r["deleted"] == 0 for r in again["regions"])
+    assert all(r["short_circuit"] for r in again["regions"])
+    from proxima.platform import from_stack
+
+    east = from_stack(config, settings).region("us-east-1")
+    t0 = time.perf_counter()  # the no-change floor: the lean walk alone, in-process
+    refresh.fingerprint(east, east.root)
+    walk_rate = n / (time.perf_counter() - t0)
     client = opensearch.connect(config.opensearch.endpoint)
     extract_rate, docs = _floor_extract(str(settings.region_root(region.name)), files)
     bulk_rate = _floor_bulk(client, docs)
@@ -150,6 +158,7 @@ def main() -> None:
     )
     print(f"| no-change refresh | {again_s:.1f} | {n / again_s:.0f} |")
     print(f"| floor: extract() in {os.cpu_count()} processes | | {extract_rate:.0f} |")
+    print(f"| floor: the no-change fingerprint walk, one process | | {walk_rate:.0f} |")
     print(f"| floor: bulk of the documents, one process | | {bulk_rate:.0f} |")
     print("| query | p50 ms | p95 ms | runs |")
     print("|---|---|---|---|")
@@ -171,6 +180,7 @@ def main() -> None:
             "query_p95_ms": pct(latencies["small result"], 95),
             "floor_extract_assets_per_s": extract_rate,
             "floor_bulk_docs_per_s": bulk_rate,
+            "floor_nochange_walk_assets_per_s": walk_rate,
             "latency_ms": latencies,
         },
     )
