@@ -19,6 +19,7 @@ EXPECTED = {
     "prefect-db",
     "prefect-server",
     "prefect-worker",
+    "flow-launcher",
     "us-east-1-s3",
     "us-east-1-dask-scheduler",
     "us-east-1-dask-workers",

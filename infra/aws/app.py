@@ -1,10 +1,16 @@
 """The Proxima CDK app: one client-region stack and one stack per data region.
 
 cd infra/aws && npx cdk synth     (or: python app.py, which synthesizes to cdk.out)
+
+The feature flags are cdk.json's ``context`` (aws-cdk-lib's recommended flags for a
+new project, e.g. launch templates instead of launch configurations, which accounts
+created since 2024-10-01 cannot create); ``build`` applies them too, so tests and
+``python app.py`` synthesize exactly what ``cdk deploy`` would.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -26,7 +32,8 @@ def build(
 ) -> cdk.App:
     """Build (not synthesize) the app with cdk-nag's AwsSolutions checks attached."""
     cfg = cfg or infra_config.load()
-    app = cdk.App(outdir=outdir) if outdir else cdk.App()
+    context = json.loads((Path(__file__).resolve().parent / "cdk.json").read_text())["context"]
+    app = cdk.App(outdir=outdir, context=context) if outdir else cdk.App(context=context)
     stacks: list[cdk.Stack] = [
         ClientRegionStack(
             app, f"{cfg.project}-client", cfg=cfg, env=cdk.Environment(region=cfg.client.region)

@@ -169,7 +169,9 @@ class DataRegionStack(Stack):
             self,
             "DaskHosts",
             vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            # The file system lives in one subnet (one AZ): hosts elsewhere would pay
+            # cross-AZ traffic on every read, and lose /fsx if that AZ is down anyway.
+            vpc_subnets=ec2.SubnetSelection(subnets=[vpc.private_subnets[0]]),
             instance_type=ec2.InstanceType(region_cfg.instance_type),
             machine_image=ecs.EcsOptimizedImage.amazon_linux2023(),
             min_capacity=1,
@@ -184,20 +186,31 @@ class DataRegionStack(Stack):
             ],
         )
         # Fargate cannot mount Lustre: EC2 hosts mount FSx and tasks bind-mount it.
+        # A host whose mount failed must not join the cluster with an empty /fsx: the
+        # script stops at the first error (before the ECS agent's configuration that
+        # aws-cdk-lib appends), and fstab remounts after a reboot.
         asg.add_user_data(
+            "set -euo pipefail",
             "dnf install -y lustre-client",
             f"mkdir -p {region_cfg.fsx_path}",
-            f"mount -t lustre -o relatime,flock {lustre.attr_dns_name}@tcp:/"
-            f"{lustre.attr_lustre_mount_name} {region_cfg.fsx_path}",
+            f"echo '{lustre.attr_dns_name}@tcp:/{lustre.attr_lustre_mount_name} "
+            f"{region_cfg.fsx_path} lustre defaults,relatime,flock,_netdev,x-systemd.automount,"
+            "x-systemd.requires=network.service 0 0' >> /etc/fstab",
+            f"mount {region_cfg.fsx_path}",
+            f"mountpoint -q {region_cfg.fsx_path}",
         )
-        cluster.add_asg_capacity_provider(
-            ecs.AsgCapacityProvider(
-                self,
-                "Capacity",
-                auto_scaling_group=asg,
-                enable_managed_termination_protection=False,
+        capacity = ecs.AsgCapacityProvider(
+            self,
+            "Capacity",
+            auto_scaling_group=asg,
+            enable_managed_termination_protection=False,
+        )
+        cluster.add_asg_capacity_provider(capacity)
+        on_hosts = [
+            ecs.CapacityProviderStrategy(
+                capacity_provider=capacity.capacity_provider_name, weight=1
             )
-        )
+        ]
 
         log_group = logs.LogGroup(
             self,
@@ -241,14 +254,21 @@ class DataRegionStack(Stack):
             cpu=4096,
             memory=30000,
         )
+        # Services on the capacity provider (managed scaling starts hosts for them); a
+        # deployment that cannot start (a bad image, a failing mount) rolls back instead
+        # of leaving the stack waiting for hours.
         ecs.Ec2Service(
             self,
             "SchedulerService",
             cluster=cluster,
             task_definition=scheduler_td,
             desired_count=1,
+            min_healthy_percent=0,  # one scheduler: replaced, not doubled
+            max_healthy_percent=100,
             security_groups=[dask_sg],
             cloud_map_options=ecs.CloudMapOptions(name="scheduler"),
+            capacity_provider_strategies=on_hosts,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
         ecs.Ec2Service(
             self,
@@ -256,7 +276,10 @@ class DataRegionStack(Stack):
             cluster=cluster,
             task_definition=worker_td,
             desired_count=region_cfg.workers,
+            min_healthy_percent=50,
             security_groups=[dask_sg],
+            capacity_provider_strategies=on_hosts,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
 
         address = (
