@@ -189,6 +189,11 @@ class StackConfig(_Strict):
         default_factory=lambda: dict(EGRESS_PRICES_DEFAULT),
         description="USD per GB between regions, keyed 'src->dst', with a 'default'.",
     )
+    record_calls: bool = Field(
+        default=False,
+        description="The stack's processes record every OpenSearch and AWS call under "
+        "<state>/calls (proxima/call_log.py; the test of infra/aws's IAM reads them).",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> StackConfig:

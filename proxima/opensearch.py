@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch, Transport, helpers
 from opensearchpy.exceptions import (
     AuthenticationException,
     AuthorizationException,
@@ -19,6 +19,7 @@ from opensearchpy.exceptions import (
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from pydantic import BaseModel, Field, SecretStr
 
+from proxima import call_log
 from proxima.errors import ProximaError
 
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -60,9 +61,19 @@ class BulkReport:
     superseded: int = 0  # external-version conflicts: newer data was already indexed
 
 
+class _RecordedTransport(Transport):
+    """Every request's method and path go to the call log (when it records)."""
+
+    def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        call_log.record("opensearch", method, url.split("?", 1)[0])
+        return super().perform_request(method, url, *args, **kwargs)
+
+
 def connect(endpoint: str, *, timeout: float = 30.0, **kwargs: Any) -> OpenSearch:
     """An OpenSearch client for ``endpoint`` (auth/TLS kwargs pass through)."""
-    return OpenSearch(hosts=[endpoint], timeout=timeout, **kwargs)
+    return OpenSearch(
+        hosts=[endpoint], timeout=timeout, transport_class=_RecordedTransport, **kwargs
+    )
 
 
 class CatalogConnection(BaseModel):
@@ -113,7 +124,7 @@ def connect_catalog(conn: CatalogConnection, *, timeout: float = 30.0) -> OpenSe
             raise CatalogUnavailable("SigV4 needs AWS credentials; none were found")
         kwargs["http_auth"] = AWSV4SignerAuth(credentials, conn.aws_region or "us-east-1", "es")
         kwargs["connection_class"] = RequestsHttpConnection
-    return OpenSearch(hosts=conn.hosts, **kwargs)
+    return OpenSearch(hosts=conn.hosts, transport_class=_RecordedTransport, **kwargs)
 
 
 def new_index_name(alias: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from proxima import s3
+from proxima import call_log, s3
 from proxima.errors import ProximaError
 from proxima.paths import UnsafePath, inside
 from proxima.platform.model import Region
@@ -156,7 +156,7 @@ def fsx_import(
     """
     if not region.fsx_file_system_id:
         raise ImportFailed(f"region {region.name} has no FSx file system id")
-    fsx = fsx_client or boto3.client("fsx", region_name=region.name)
+    fsx = call_log.watch(fsx_client or boto3.client("fsx", region_name=region.name))
     task = fsx.create_data_repository_task(
         FileSystemId=region.fsx_file_system_id,
         Type="IMPORT_METADATA_FROM_REPOSITORY",
@@ -198,12 +198,24 @@ def import_region(
         report.fsx_task = fsx_import(region, [f"/{b}" for b in buckets])
     else:
         client = s3.client(region, connect_timeout=2, retries=2)
-        for bucket in buckets:
-            try:
-                _sync_bucket(client, bucket, root / bucket, report, on_object)
-            except (BotoCoreError, ClientError) as exc:
-                raise ImportFailed(
-                    f"import of s3://{bucket} in {region.name} ({region.s3_endpoint}) failed: {exc}"
-                ) from exc
+        with call_log.local_stand_in():  # AWS imports through FSx, above
+            _sync_all(client, buckets, region, root, report, on_object)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _sync_all(
+    client: Any,
+    buckets: list[str],
+    region: Region,
+    root: Path,
+    report: ImportReport,
+    on_object: Callable[[ImportReport], None] | None,
+) -> None:
+    for bucket in buckets:
+        try:
+            _sync_bucket(client, bucket, root / bucket, report, on_object)
+        except (BotoCoreError, ClientError) as exc:
+            raise ImportFailed(
+                f"import of s3://{bucket} in {region.name} ({region.s3_endpoint}) failed: {exc}"
+            ) from exc

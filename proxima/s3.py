@@ -7,6 +7,8 @@ from typing import Any, Protocol
 import boto3
 from botocore.config import Config
 
+from proxima import call_log
+
 
 class Endpoint(Protocol):
     """Where a region's S3 data repository answers: a ``Region`` (or the stack file's
@@ -41,7 +43,7 @@ def session(endpoint: str | None) -> boto3.session.Session:
 
 def client(region: Endpoint, *, connect_timeout: float = 3.0, retries: int = 2) -> Any:
     """A boto3 S3 client bound to the region's data-repository endpoint."""
-    return session(region.s3_endpoint).client(
+    made = session(region.s3_endpoint).client(
         "s3",
         region_name=region.name,
         endpoint_url=region.s3_endpoint,
@@ -51,6 +53,7 @@ def client(region: Endpoint, *, connect_timeout: float = 3.0, retries: int = 2) 
             retries={"max_attempts": retries, "mode": "standard"},
         ),
     )
+    return call_log.watch(made)
 
 
 def storage_options(region: Endpoint) -> dict[str, Any]:

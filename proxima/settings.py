@@ -54,6 +54,11 @@ class ProximaSettings(BaseSettings):
         description="'user:password' for the local Prefect server's basic auth: the "
         "server requires it and every client of the stack sends it.",
     )
+    record_calls: Path | None = Field(
+        default=None,
+        description="A directory where every OpenSearch REST call and AWS API call of "
+        "this process is recorded (the test that checks infra/aws's IAM reads it).",
+    )
     worker_query_seconds: float = Field(
         default=1.0, gt=0, description="Prefect worker polling interval (seconds)."
     )

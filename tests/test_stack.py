@@ -140,3 +140,14 @@ def test_memory_of_a_tree_whose_child_exits_meanwhile_is_still_reported(monkeypa
     me = psutil.Process(os.getpid())
     monkeypatch.setattr(processes, "_tree", lambda pid: [me, gone])
     assert processes.rss_bytes(os.getpid()) > 0
+
+
+def test_the_work_pool_starts_flow_runs_through_the_flow_launcher(stack, settings):
+    import httpx
+
+    from proxima.stack.services import launch_command
+
+    pool = httpx.get(f"{stack.prefect.api_url}/work_pools/{stack.prefect.work_pool}").json()
+    command = pool["base_job_template"]["variables"]["properties"]["command"]
+    assert command["default"] == launch_command(settings)
+    assert pool["base_job_template"]["job_configuration"]["command"] == "{{ command }}"

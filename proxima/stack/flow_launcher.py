@@ -117,8 +117,12 @@ def _run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
         os.environ.update(request["env"])
         import prefect.context
 
-        # Prefect read its settings from the launcher's environment at import time.
+        # Prefect (and ours, if a preloaded module read them) were read from the
+        # launcher's environment, not the run's.
         prefect.context.refresh_global_settings_context()
+        from proxima.settings import get_settings
+
+        get_settings.cache_clear()
         sys.argv = ["prefect.engine"]
         # runpy's warning that the preloaded prefect.engine is re-run as __main__:
         # intended here; its module body only defines functions.

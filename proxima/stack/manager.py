@@ -105,32 +105,42 @@ def code_hash() -> str:
 CODE_BOUND = ("-dask-scheduler", "-dask-workers", "prefect-worker", "flow-launcher")
 
 
+def _job_template(settings: ProximaSettings) -> dict[str, Any]:
+    """The process worker's default job template, its command the flow launcher's."""
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = launch_command(settings)
+    return template
+
+
 def _ensure_work_pool(config: StackConfig, settings: ProximaSettings) -> None:
     """Create the process work pool if needed; its job command starts runs warm."""
     api, pool = config.prefect.api_url, config.prefect.work_pool
     auth = prefect_auth(settings)
+    wanted = _job_template(settings)
     resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10, auth=auth)
     if resp.status_code == 404:
         created = httpx.post(
-            f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10, auth=auth
+            f"{api}/work_pools/",
+            json={"name": pool, "type": "process", "base_job_template": wanted},
+            timeout=10,
+            auth=auth,
         )
         if created.status_code not in (201, 409):
             raise StackError(f"could not create work pool {pool}: {created.text}")
-        resp = httpx.get(f"{api}/work_pools/{pool}", timeout=10, auth=auth)
+        return
     if not resp.is_success:
         raise StackError(f"Prefect API {api} answered {resp.status_code}: {resp.text}")
-    template = resp.json()["base_job_template"]
-    command = template["variables"]["properties"]["command"]
-    if command.get("default") != launch_command(settings):
-        command["default"] = launch_command(settings)
+    if resp.json().get("base_job_template") != wanted:
         patched = httpx.patch(
             f"{api}/work_pools/{pool}",
-            json={"base_job_template": template},
+            json={"base_job_template": wanted},
             timeout=10,
             auth=auth,
         )
         if not patched.is_success:
-            raise StackError(f"could not set work pool {pool}'s command: {patched.text}")
+            raise StackError(f"could not set work pool {pool}'s job template: {patched.text}")
 
 
 def _release_orphaned_runs(config: StackConfig, settings: ProximaSettings) -> list[str]:

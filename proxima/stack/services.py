@@ -151,7 +151,12 @@ def client_env(config: StackConfig, settings: ProximaSettings) -> dict[str, str]
         "PROXIMA_STACK_CONFIG": str(settings.stack_config),
         "PROXIMA_PORT_OFFSET": str(settings.port_offset),
         "PYTHONUNBUFFERED": "1",
-    }
+    } | ({"PROXIMA_RECORD_CALLS": str(calls_dir(settings))} if config.record_calls else {})
+
+
+def calls_dir(settings: ProximaSettings) -> Path:
+    """Where the stack's processes record their calls when the stack file asks them to."""
+    return settings.state_dir / "calls"
 
 
 def run_prefect(

@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from proxima_infra import catalog_access
 from proxima_infra.config import InfraConfig
 from proxima_infra.network import vpc_with_flow_logs
 
@@ -89,10 +90,9 @@ class ClientRegionStack(Stack):
             ),
             removal_policy=RemovalPolicy.RETAIN,
         )
-        domain.grant_index_read(f"{cfg.project}-assets*", analyst_role)
-        domain.grant_path_read("_search", analyst_role)
-        domain.grant_index_read_write(f"{cfg.project}-assets*", refresh_role)
-        domain.grant_path_read_write("_aliases", refresh_role)
+        for role, caller in ((analyst_role, "analyst"), (refresh_role, "refresh")):
+            for statement in catalog_access.statements(domain.domain_arn, cfg.project, caller):
+                role.add_to_principal_policy(statement)
 
         access_logs = s3.Bucket(
             self,
@@ -142,23 +142,67 @@ class ClientRegionStack(Stack):
                 "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(prefect_key, "key"),
             },
         )
-        # The worker launches flow-run tasks with the analyst or refresh role.
-        worker_td.task_role.add_to_principal_policy(
+        # Flow runs are ECS tasks the worker starts (prefect-aws's ECS worker): their
+        # execution role pulls the image and writes logs; their task role is the analyst
+        # or the refresh role; they run in the private subnets behind flow_run_sg.
+        flow_run_execution = iam.Role(
+            self,
+            "FlowRunExecutionRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonECSTaskExecutionRolePolicy"
+                )
+            ],
+        )
+        flow_run_sg = ec2.SecurityGroup(
+            self,
+            "FlowRunSg",
+            vpc=vpc,
+            allow_all_outbound=True,
+            description="Prefect flow-run tasks: outbound to the catalog, Dask and Prefect",
+        )
+        search_sg.add_ingress_rule(flow_run_sg, ec2.Port.tcp(443), "flow runs search the catalog")
+        worker_policy = worker_td.task_role
+        # RunTask, StopTask and DescribeTasks can be limited to the one cluster;
+        # task-definition and network lookups support no such condition (an
+        # ecs:cluster condition on them would deny them).
+        worker_policy.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=[
-                    "ecs:RunTask",
-                    "ecs:StopTask",
-                    "ecs:DescribeTasks",
-                    "ecs:RegisterTaskDefinition",
-                    "ecs:DescribeTaskDefinition",
-                ],
+                actions=["ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks"],
                 resources=["*"],
                 conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
             )
         )
-        worker_td.task_role.add_to_principal_policy(
+        worker_policy.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["iam:PassRole"], resources=[analyst_role.role_arn, refresh_role.role_arn]
+                actions=[
+                    "ecs:RegisterTaskDefinition",
+                    "ecs:DeregisterTaskDefinition",
+                    "ecs:DescribeTaskDefinition",
+                    "ecs:ListTaskDefinitions",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+            )
+        )
+        worker_policy.add_to_principal_policy(  # tags on the tasks it starts
+            iam.PolicyStatement(
+                actions=["ecs:TagResource"],
+                resources=["*"],
+                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        worker_policy.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[
+                    analyst_role.role_arn,
+                    refresh_role.role_arn,
+                    flow_run_execution.role_arn,
+                ],
             )
         )
         ecs.FargateService(
@@ -167,6 +211,9 @@ class ClientRegionStack(Stack):
             cluster=cluster,
             task_definition=worker_td,
             desired_count=1,
+            min_healthy_percent=0,  # one worker: replaced, not doubled
+            max_healthy_percent=100,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
 
@@ -179,6 +226,12 @@ class ClientRegionStack(Stack):
         CfnOutput(
             self, "ResultsBucket", value=results.bucket_name, description="ResultsStore.bucket"
         )
+        CfnOutput(
+            self,
+            "CatalogDomainArn",
+            value=domain.domain_arn,
+            description="Parameter CatalogDomainArn of each data-region stack",
+        )
         CfnOutput(self, "AnalystRoleArn", value=analyst_role.role_arn)
         CfnOutput(self, "RefreshRoleArn", value=refresh_role.role_arn)
         CfnOutput(
@@ -188,3 +241,11 @@ class ClientRegionStack(Stack):
             description="Parameter ClientVpcId of each data-region stack",
         )
         CfnOutput(self, "PrefectClusterArn", value=cluster.cluster_arn)
+        # the ECS work pool's base job template (proxima aws-blocks prints it)
+        CfnOutput(self, "FlowRunExecutionRoleArn", value=flow_run_execution.role_arn)
+        CfnOutput(self, "FlowRunSecurityGroup", value=flow_run_sg.security_group_id)
+        CfnOutput(
+            self,
+            "FlowRunSubnets",
+            value=",".join(s.subnet_id for s in vpc.private_subnets),
+        )

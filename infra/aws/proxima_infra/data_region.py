@@ -18,6 +18,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_servicediscovery as sd
 from constructs import Construct
 
+from proxima_infra import catalog_access
 from proxima_infra.config import DataRegion, InfraConfig
 from proxima_infra.network import vpc_with_flow_logs
 
@@ -47,6 +48,13 @@ class DataRegionStack(Stack):
             "ClientVpcId",
             type="String",
             description="VPC id of the client-region stack (output ClientVpcId), for peering.",
+        )
+        catalog_arn = CfnParameter(
+            self,
+            "CatalogDomainArn",
+            type="String",
+            description="ARN of the catalog's OpenSearch domain (client stack output "
+            "CatalogDomainArn): the workers write the region's documents.",
         )
         peering = ec2.CfnVPCPeeringConnection(
             self,
@@ -131,8 +139,10 @@ class DataRegionStack(Stack):
             assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
             description="Starts the daily FSx metadata import",
         )
+        # CreateDataRepositoryTask authorizes the file system and the task it creates.
+        fs_task_arns = [fs_arn, self.format_arn(service="fsx", resource="task", resource_name="*")]
         import_role.add_to_policy(
-            iam.PolicyStatement(actions=["fsx:CreateDataRepositoryTask"], resources=[fs_arn])
+            iam.PolicyStatement(actions=["fsx:CreateDataRepositoryTask"], resources=fs_task_arns)
         )
         scheduler.CfnSchedule(
             self,
@@ -257,6 +267,19 @@ class DataRegionStack(Stack):
         # Services on the capacity provider (managed scaling starts hosts for them); a
         # deployment that cannot start (a bad image, a failing mount) rolls back instead
         # of leaving the stack waiting for hours.
+        # The refresh flow's import and catalog writes run on the workers (proxima/
+        # repository.py's fsx_import, proxima/catalog/refresh.py's bulk writes).
+        worker_role = worker_td.task_role
+        worker_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["fsx:CreateDataRepositoryTask"], resources=fs_task_arns)
+        )
+        worker_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["fsx:DescribeDataRepositoryTasks"], resources=["*"])
+        )
+        for statement in catalog_access.statements(
+            catalog_arn.value_as_string, cfg.project, "worker"
+        ):
+            worker_role.add_to_principal_policy(statement)
         ecs.Ec2Service(
             self,
             "SchedulerService",

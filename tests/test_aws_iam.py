@@ -1,0 +1,166 @@
+"""infra/aws's IAM is derived from the calls the code makes: the workflows run on the
+local stack with every OpenSearch and AWS call recorded (proxima/call_log.py), and each
+call must be allowed by the synthesized policy of the role that makes it on AWS:
+
+* the catalog-refresh flow's own process: the client stack's RefreshRole;
+* the analysis flow's own process (and the notebook client): its AnalystRole;
+* a regional Dask worker (imports, header extraction, catalog writes): the task role of
+  that data region's Worker task definition.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from flows.catalog_refresh import catalog_refresh
+from flows.cross_region_analysis import analyze
+from proxima import call_log, repository
+from proxima.analysis.request import AnalysisRequest
+from proxima.platform import from_stack
+from proxima.stack.services import calls_dir
+from tests import iam
+
+REQUEST = {
+    "selection": {
+        "variable": "air_temperature",
+        "dataset": "era5",
+        "start": "2020-01-01",
+        "end": "2020-01-31",
+    },
+    "reduction": "mean",
+    "over": "time",
+    "output_name": "iam-calls",
+    "overwrite": True,
+}
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory) -> dict[str, tuple[str, dict[str, Any]]]:
+    return iam.synthesize(tmp_path_factory.mktemp("cdk"))
+
+
+@pytest.fixture(scope="module")
+def roles(stacks) -> dict[str, iam.Role]:
+    """Who makes calls on AWS: 'refresh', 'analyst', and 'worker:<region>'."""
+    region, client = stacks["proxima-client"]
+    found = {
+        "refresh": iam.role_named("proxima-client", client, "RefreshRole", region),
+        "analyst": iam.role_named("proxima-client", client, "AnalystRole", region),
+    }
+    for name, (region, template) in stacks.items():
+        if name.startswith("proxima-data-"):
+            found[f"worker:{region}"] = iam.task_role(name, template, "Worker", region)
+    return found
+
+
+@pytest.fixture(scope="module")
+def workflow_calls(data, catalog, settings, config) -> list[tuple[str, dict[str, Any]]]:
+    """(who, call) for every call of a refresh, a full rebuild and an analysis."""
+    assert config.record_calls, "tests/stack.yaml must set record_calls: true"
+    directory = calls_dir(settings)
+    started = time.time()
+    with call_log.recording(directory):
+        catalog_refresh()
+        catalog_refresh(full_rebuild=True)
+        analysis_started = time.time()
+        analyze(AnalysisRequest.model_validate(REQUEST))
+    calls = call_log.read(directory, since=started)
+
+    def who(call: dict[str, Any]) -> str:
+        if call["region"]:
+            return f"worker:{call['region']}"
+        return "refresh" if call["t"] < analysis_started else "analyst"
+
+    made = [(who(c), c) for c in calls]
+    assert any(w.startswith("worker:") for w, _ in made), (
+        "the regional Dask workers recorded nothing: restart the test stack so they "
+        "run with tests/stack.yaml's record_calls"
+    )
+    return made
+
+
+def _denied(
+    roles: dict[str, iam.Role], made: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, str, str]]:
+    denied = set()
+    for who, call in made:
+        role = roles[who]
+        region = who.split(":", 1)[1] if ":" in who else "us-east-1"
+        for action, resource in iam.required(call, region):
+            if not role.allows(action, resource):
+                denied.add((who, action, resource))
+    return sorted(denied)
+
+
+def test_every_catalog_call_of_the_workflows_is_allowed_to_its_role(roles, workflow_calls):
+    kinds = {(who, c["action"], c["resource"]) for who, c in workflow_calls}
+    assert any(w == "analyst" and "_search" in r for w, _, r in kinds)  # what was recorded
+    assert any(w.startswith("worker:") and r == "/_bulk" for w, _, r in kinds)
+    assert not _denied(roles, workflow_calls)
+
+
+def test_removing_a_grant_the_calls_need_is_caught(roles, workflow_calls):
+    for who in [w for w in roles if w.startswith("worker:")]:
+        crippled = roles | {who: roles[who].without("_bulk")}
+        assert any(
+            action == "es:ESHttpPost" and resource.endswith("/_bulk")
+            for _, action, resource in _denied(crippled, workflow_calls)
+        )
+    crippled = roles | {"analyst": iam.Role("none", "none", [], {})}
+    assert {w for w, _, _ in _denied(crippled, workflow_calls)} == {"analyst"}
+
+
+def test_the_fsx_import_of_a_region_is_allowed_to_its_workers(roles, settings, config, tmp_path):
+    region = from_stack(config, settings).region("us-east-1")
+    region = region.model_copy(update={"fsx_file_system_id": iam.FILE_SYSTEM_ID})
+    import boto3
+
+    fsx = boto3.client(
+        "fsx", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    task = {
+        "TaskId": "task-0123456789abcdef0",
+        "Lifecycle": "SUCCEEDED",
+        "Type": "IMPORT_METADATA_FROM_REPOSITORY",
+        "CreationTime": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    with Stubber(fsx) as stub, call_log.recording(tmp_path):
+        stub.add_response("create_data_repository_task", {"DataRepositoryTask": task})
+        stub.add_response("describe_data_repository_tasks", {"DataRepositoryTasks": [task]})
+        repository.fsx_import(region, ["/era5-pds"], poll_s=0, fsx_client=fsx)
+    made = [("worker:us-east-1", c) for c in call_log.read(tmp_path)]
+    assert {c["action"] for _, c in made} == {
+        "fsx:CreateDataRepositoryTask",
+        "fsx:DescribeDataRepositoryTasks",
+    }
+    assert not _denied(roles, made)
+
+
+# What prefect-aws's ECS worker calls to start and watch a flow run (it cannot run here
+# without AWS, so this list stands in for its recording), each without a condition
+# the call cannot satisfy: the task-definition and network lookups.
+PREFECT_ECS_WORKER = [
+    ("ecs:RegisterTaskDefinition", "*"),
+    ("ecs:DescribeTaskDefinition", "*"),
+    ("ecs:DeregisterTaskDefinition", "*"),
+    ("ec2:DescribeVpcs", "*"),
+    ("ec2:DescribeSubnets", "*"),
+    ("ec2:DescribeSecurityGroups", "*"),
+]
+
+
+def test_the_prefect_worker_may_register_task_definitions_and_look_up_the_network(stacks):
+    region, client = stacks["proxima-client"]
+    worker = iam.task_role("proxima-client", client, "worker", region)
+    assert [c for c in PREFECT_ECS_WORKER if not worker.allows(*c)] == []
+    # RunTask stays conditioned on the one cluster (the evaluator never counts it)
+    assert not worker.allows("ecs:RunTask", "*")
+    assert any(
+        "ecs:RunTask" in str(s.get("Action")) and "ecs:cluster" in str(s.get("Condition"))
+        for s in worker.statements
+    )
