@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from proxima.dask_tls import DaskTls
 from proxima.errors import ConfigurationError
 
 
@@ -60,8 +61,33 @@ def _need(outputs: dict[str, str], stack: str, key: str) -> str:
         ) from None
 
 
-def blocks_from_outputs(path: Path, project: str = "proxima") -> dict[str, Any]:
+def _client_tls(tls: DaskTls | None, regions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The client certificate's PEM text for DataRegion blocks (their schedulers are
+    TLS-only and refuse clients without one).
+    """
+    if tls is None:
+        if any(r["scheduler_address"].startswith("tls://") for r in regions):
+            raise ConfigurationError(
+                "the data regions' schedulers are TLS-only: give the directory of "
+                "`proxima aws-tls` (--tls-dir) so the blocks carry the client certificate"
+            )
+        return {}
+    return {
+        "tls_ca_file": Path(tls.ca).read_text(),
+        "tls_client_cert": Path(tls.cert).read_text(),
+        "tls_client_key": Path(tls.key.get_secret_value()).read_text(),
+    }
+
+
+def blocks_from_outputs(
+    path: Path, project: str = "proxima", tls: DaskTls | None = None
+) -> dict[str, Any]:
     """Block fields from an outputs file: {"regions": [...], "catalog": {...}, "results": {...}}.
+
+    Args:
+        path: ``cdk deploy --outputs-file`` JSON.
+        project: The stacks' name prefix.
+        tls: The Dask client certificate (paths) for the TLS-only regional schedulers.
 
     Raises:
         ConfigurationError: a stack or an output the blocks need is missing.
@@ -88,6 +114,8 @@ def blocks_from_outputs(path: Path, project: str = "proxima") -> dict[str, Any]:
         )
     if not regions:
         raise ConfigurationError(f"{path} has no {project}-data-<region> stack")
+    credentials = _client_tls(tls, regions)
+    regions = [r | credentials for r in regions]
     endpoint = _need(client, client_name, "OpenSearchEndpoint")
     return {
         "regions": regions,

@@ -534,21 +534,55 @@ def testbed_counters() -> None:
     print(json.dumps(testbed.counters(config), indent=2))
 
 
+@app.command("aws-tls")
+@_user_errors
+def aws_tls(
+    directory: str = typer.Argument(..., help="Where the CA and certificates are kept."),
+    regions: str = typer.Option(..., help="Data regions, comma-separated."),
+    project: str = typer.Option("proxima"),
+) -> None:
+    """Create the Dask CA, the clusters' and the client's certificates for AWS, and the
+    secrets to store in each data region (`<project>/dask-tls`).
+    """
+    from pathlib import Path
+
+    from proxima import dask_tls
+
+    names = [r.strip() for r in regions.split(",") if r.strip()]
+    hosts = [f"scheduler.{r}.{project}.internal" for r in names]
+    files = dask_tls.ensure_certificates(Path(directory), {"cluster": hosts})
+    secret = Path(directory) / "cluster-secret.json"
+    secret.touch(mode=0o600)
+    secret.write_text(dask_tls.secret_text(files, "cluster"))
+    console.print(f"certificates in {directory}; store the cluster secret in each region:")
+    for name in names:
+        console.print(
+            f"  aws secretsmanager create-secret --region {name} --name {project}/dask-tls "
+            f"--secret-string file://{secret}"
+        )
+    console.print(f"then: proxima aws-blocks outputs.json --tls-dir {directory}")
+
+
 @app.command("aws-blocks")
 @_user_errors
 def aws_blocks(
     outputs: str = typer.Argument(..., help="`cdk deploy --outputs-file` JSON."),
     project: str = typer.Option("proxima"),
+    tls_dir: str = typer.Option(
+        None, help="The directory of `proxima aws-tls`: its client certificate."
+    ),
 ) -> None:
     """Save the DataRegion, OpenSearchCatalog and ResultsStore blocks from stack outputs."""
     from pathlib import Path
 
     from blocks import DataRegion, OpenSearchCatalog, ResultsStore
     from proxima.aws_outputs import blocks_from_outputs
+    from proxima.dask_tls import TlsFiles
     from proxima.platform.blocks import CATALOG_BLOCK, RESULTS_BLOCK
 
+    tls = TlsFiles(directory=Path(tls_dir)).client() if tls_dir else None
     try:
-        fields = blocks_from_outputs(Path(outputs), project)
+        fields = blocks_from_outputs(Path(outputs), project, tls)
     except (OSError, ValueError) as exc:
         raise ProximaError(f"cannot use {outputs}: {exc}") from exc
     for block in (DataRegion, OpenSearchCatalog, ResultsStore):

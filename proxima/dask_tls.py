@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
+import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -154,3 +156,69 @@ def ensure_certificates(directory: Path, members: dict[str, list[str]]) -> TlsFi
         _write_key(files.key(name), key)
         files.cert(name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return files
+
+
+# --- AWS: certificates travel as one Secrets Manager secret per member -------------
+
+SECRET_FILES = ("ca.pem", "cert.pem", "key.pem")
+
+
+def secret_text(files: TlsFiles, member: str) -> str:
+    """The JSON secret (``ca``, ``cert``, ``key`` as PEM text) of one member, as stored
+    in Secrets Manager for the ECS tasks (``cluster``) or the flow runs (``client``).
+    """
+    return json.dumps(
+        {
+            "ca": files.ca.read_text(),
+            "cert": files.cert(member).read_text(),
+            "key": files.key(member).read_text(),
+        }
+    )
+
+
+def materialize(secret: str, directory: Path) -> DaskTls:
+    """Write a member's secret as the files ``dask scheduler``/``dask worker`` take
+    (``--tls-ca-file``, ``--tls-cert``, ``--tls-key``); the key is readable by its owner only.
+
+    Raises:
+        ValueError: The secret is not the JSON ``secret_text`` writes.
+    """
+    try:
+        parts = json.loads(secret)
+        pems = [parts["ca"], parts["cert"], parts["key"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"the Dask TLS secret must be JSON with ca, cert and key: {exc}") from exc
+    if not all(isinstance(p, str) and "-----BEGIN" in p for p in pems):
+        raise ValueError("the Dask TLS secret's ca, cert and key must be PEM text")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    paths = [directory / name for name in SECRET_FILES]
+    for path, pem in zip(paths, pems, strict=True):
+        path.touch(mode=0o600)
+        path.write_text(pem)
+    return DaskTls(ca=str(paths[0]), cert=str(paths[1]), key=SecretStr(str(paths[2])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m proxima.dask_tls materialize DIR``: an ECS task's first step, from
+    the secret ECS puts in ``PROXIMA_DASK_TLS``.
+    """
+    from proxima.settings import get_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "materialize":
+        print("usage: python -m proxima.dask_tls materialize DIR", file=sys.stderr)
+        return 2
+    secret = get_settings().dask_tls
+    if secret is None:
+        print("PROXIMA_DASK_TLS is not set: the task has no Dask TLS secret", file=sys.stderr)
+        return 1
+    try:
+        materialize(secret.get_secret_value(), Path(args[1]))
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,6 +54,11 @@ class ProximaSettings(BaseSettings):
         description="'user:password' for the local Prefect server's basic auth: the "
         "server requires it and every client of the stack sends it.",
     )
+    dask_tls: SecretStr | None = Field(
+        default=None,
+        description="A Dask TLS secret (JSON: ca, cert, key) that an ECS task on AWS "
+        "writes to files before starting dask (python -m proxima.dask_tls).",
+    )
     record_calls: Path | None = Field(
         default=None,
         description="A directory where every OpenSearch REST call and AWS API call of "

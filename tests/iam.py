@@ -8,10 +8,12 @@ one is not counted as a grant.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -20,6 +22,12 @@ from typing import Any
 ACCOUNT = "111122223333"
 DOMAIN_ARN = f"arn:aws:es:us-east-1:{ACCOUNT}:domain/proxima-catalog"
 FILE_SYSTEM_ID = "fs-0123456789abcdef0"
+
+
+@functools.cache
+def synthesized() -> dict[str, tuple[str, dict[str, Any]]]:
+    """``synthesize`` once per test session (it takes ~10 s)."""
+    return synthesize(Path(tempfile.mkdtemp(prefix="proxima-cdk-")))
 
 
 def synthesize(outdir: Path) -> dict[str, tuple[str, dict[str, Any]]]:

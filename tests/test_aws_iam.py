@@ -40,8 +40,8 @@ REQUEST = {
 
 
 @pytest.fixture(scope="module")
-def stacks(tmp_path_factory) -> dict[str, tuple[str, dict[str, Any]]]:
-    return iam.synthesize(tmp_path_factory.mktemp("cdk"))
+def stacks() -> dict[str, tuple[str, dict[str, Any]]]:
+    return iam.synthesized()
 
 
 @pytest.fixture(scope="module")

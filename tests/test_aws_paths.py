@@ -5,12 +5,15 @@ documents from stack outputs, and a dask-cloudprovider cluster on existing resou
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
-from proxima import opensearch
+from proxima import dask_tls, opensearch
 from proxima.aws_outputs import DaskClusterSpec, blocks_from_outputs
 from proxima.errors import ConfigurationError
+from tests import iam
 
 
 @pytest.mark.reliability
@@ -63,7 +66,10 @@ OUTPUTS = {
 def test_blocks_from_stack_outputs(tmp_path):
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(OUTPUTS))
-    out = blocks_from_outputs(path)
+    with pytest.raises(ConfigurationError, match="TLS-only"):
+        blocks_from_outputs(path)  # a block without the client certificate cannot connect
+    files = dask_tls.ensure_certificates(tmp_path / "tls", {"cluster": []})
+    out = blocks_from_outputs(path, tls=files.client())
     assert out["regions"] == [
         {
             "region": "us-west-2",
@@ -72,6 +78,9 @@ def test_blocks_from_stack_outputs(tmp_path):
             "mount": "/fsx",
             "fsx_file_system_id": "fs-0123456789abcdef0",
             "data_repository_uri": "s3://cmip6-pds",
+            "tls_ca_file": files.ca.read_text(),
+            "tls_client_cert": files.cert("client").read_text(),
+            "tls_client_key": files.key("client").read_text(),
         }
     ]
     assert out["catalog"] == {
@@ -85,6 +94,85 @@ def test_blocks_from_stack_outputs(tmp_path):
     DataRegion(**out["regions"][0])  # the fields are exactly the blocks' own
     OpenSearchCatalog(**out["catalog"])
     ResultsStore(**out["results"])
+
+
+def test_the_ecs_dask_commands_run_a_tls_cluster_that_only_the_client_block_reaches(tmp_path):
+    """The scheduler and worker commands of the synthesized task definitions, run here
+    with the secret ECS would inject, form a TLS cluster; the DataRegion block's
+    credentials reach it and a client without a certificate is refused.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    from proxima.platform.blocks import region_from_block
+
+    _, template = iam.synthesized()["proxima-data-us-east-1"]
+    commands = {
+        c["Name"]: c["Command"]
+        for res in template["Resources"].values()
+        if res["Type"] == "AWS::ECS::TaskDefinition"
+        for c in res["Properties"]["ContainerDefinitions"]
+    }
+    files = dask_tls.ensure_certificates(
+        tmp_path / "ca", {"cluster": ["127.0.0.1", "scheduler.us-east-1.proxima.internal"]}
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def local(command: list[str], name: str) -> list[str]:
+        script = (
+            command[2]
+            .replace("/tmp/dask-tls", str(tmp_path / f"tls-{name}"))
+            .replace("scheduler.us-east-1.proxima.internal:8786", f"127.0.0.1:{port}")
+            .replace("--port 8786", f"--port {port} --host 127.0.0.1")
+            .replace("--dashboard-address :8787", "--dashboard-address 127.0.0.1:0")
+        )
+        return [*command[:2], script]
+
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PROXIMA_DASK_TLS": dask_tls.secret_text(files, "cluster"),
+    }
+    started = [
+        subprocess.Popen(local(commands[name], name), env=env, cwd=tmp_path)
+        for name in ("Scheduler", "Worker")
+    ]
+    try:
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(
+            json.dumps(
+                {
+                    **OUTPUTS,
+                    "proxima-data-us-west-2": {
+                        **OUTPUTS["proxima-data-us-west-2"],
+                        "SchedulerAddress": f"tls://127.0.0.1:{port}",
+                    },
+                }
+            )
+        )
+        from blocks import DataRegion
+
+        fields = blocks_from_outputs(outputs, tls=files.client())["regions"][0]
+        region = region_from_block(DataRegion(**fields))
+        with Client(
+            region.scheduler_address, security=region.dask_security(), timeout=60
+        ) as client:
+            client.wait_for_workers(1, timeout=60)
+            assert client.submit(sum, [1, 2]).result() == 3
+        with pytest.raises(Exception):  # noqa: B017 - refused at the TLS handshake or after
+            Client(f"tls://127.0.0.1:{port}", timeout=5)
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(tmp_path / "tls-Scheduler", ignore_errors=True)
+    assert (tmp_path / "tls-Worker" / "key.pem").stat().st_mode & 0o077 == 0
 
 
 def test_missing_output_is_named(tmp_path):

@@ -11,6 +11,7 @@ created since 2024-10-01 cannot create); ``build`` applies them too, so tests an
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,4 +58,5 @@ def build(
 
 
 if __name__ == "__main__":
-    build().synth()
+    # the CDK CLI names the output directory (CDK_OUTDIR); run alone, cdk.out
+    build(outdir=None if "CDK_OUTDIR" in os.environ else "cdk.out").synth()

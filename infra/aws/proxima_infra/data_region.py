@@ -5,6 +5,7 @@ scheduled metadata import, and a Dask cluster on ECS with EC2 capacity that moun
 from __future__ import annotations
 
 import json
+import shlex
 
 from aws_cdk import CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_autoscaling as autoscaling
@@ -25,6 +26,30 @@ from proxima_infra.network import vpc_with_flow_logs
 DASK_SCHEDULER_PORT = 8786
 DASK_DASHBOARD_PORT = 8787
 LUSTRE_PORTS = (988, 1018, 1023)
+
+
+TLS_DIR = "/tmp/dask-tls"  # inside the task: the secret's files, owner-only
+
+
+def tls_command(*dask: str) -> list[str]:
+    """A container command: write the task's Dask TLS secret (``PROXIMA_DASK_TLS``,
+    from Secrets Manager) to files, then run ``dask <dask…>`` with them.
+    """
+    argv = [
+        "dask",
+        *dask,
+        "--tls-ca-file",
+        f"{TLS_DIR}/ca.pem",
+        "--tls-cert",
+        f"{TLS_DIR}/cert.pem",
+        "--tls-key",
+        f"{TLS_DIR}/key.pem",
+    ]
+    return [
+        "sh",
+        "-c",
+        f"python -m proxima.dask_tls materialize {TLS_DIR} && exec {shlex.join(argv)}",
+    ]
 
 
 class DataRegionStack(Stack):
@@ -235,8 +260,7 @@ class DataRegionStack(Stack):
             "Scheduler",
             log_group,
             tls,
-            [
-                "dask",
+            tls_command(
                 "scheduler",
                 "--protocol",
                 "tls",
@@ -244,7 +268,7 @@ class DataRegionStack(Stack):
                 str(DASK_SCHEDULER_PORT),
                 "--dashboard-address",
                 f":{DASK_DASHBOARD_PORT}",
-            ],
+            ),
             cpu=1024,
             memory=4096,
         )
@@ -254,19 +278,15 @@ class DataRegionStack(Stack):
             "Worker",
             log_group,
             tls,
-            [
-                "dask",
+            tls_command(
                 "worker",
                 f"tls://scheduler.{region_cfg.region}.{cfg.project}.internal:{DASK_SCHEDULER_PORT}",
                 "--nthreads",
                 "4",
-            ],
+            ),
             cpu=4096,
             memory=30000,
         )
-        # Services on the capacity provider (managed scaling starts hosts for them); a
-        # deployment that cannot start (a bad image, a failing mount) rolls back instead
-        # of leaving the stack waiting for hours.
         # The refresh flow's import and catalog writes run on the workers (proxima/
         # repository.py's fsx_import, proxima/catalog/refresh.py's bulk writes).
         worker_role = worker_td.task_role
@@ -360,7 +380,7 @@ class DataRegionStack(Stack):
                 "PROXIMA_REGION": region_cfg.region,
                 "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
             },
-            secrets={"DASK_TLS": ecs.Secret.from_secrets_manager(tls)},
+            secrets={"PROXIMA_DASK_TLS": ecs.Secret.from_secrets_manager(tls)},
             port_mappings=[ecs.PortMapping(container_port=DASK_SCHEDULER_PORT)]
             if role == "Scheduler"
             else [],
