@@ -125,6 +125,29 @@ def _ingress_rules(template):
             yield res["Properties"]
 
 
+def test_lustre_traffic_is_allowed_both_ways_between_servers_and_hosts(synth):
+    _, t = synth
+    data = t["proxima-data-us-east-1"].to_json()["Resources"]
+    groups = {k: v for k, v in data.items() if v["Type"] == "AWS::EC2::SecurityGroup"}
+    fsx = next(k for k, v in groups.items() if "FSx" in v["Properties"]["GroupDescription"])
+    dask = next(k for k, v in groups.items() if "Dask" in v["Properties"]["GroupDescription"])
+
+    def rules(kind: str, group: str, peer_key: str, peer: str) -> set[int]:
+        ports = set()
+        for res in data.values():
+            props = res.get("Properties", {})
+            owner = props.get("GroupId", {}).get("Fn::GetAtt", [""])[0]
+            other = props.get(peer_key, {}).get("Fn::GetAtt", [""])[0]
+            if res["Type"] == kind and (owner, other) == (group, peer):
+                ports |= set(range(props["FromPort"], props["ToPort"] + 1))
+        return ports
+
+    lustre = {988, *range(1018, 1024)}
+    assert lustre <= rules("AWS::EC2::SecurityGroupIngress", fsx, "SourceSecurityGroupId", dask)
+    assert lustre <= rules("AWS::EC2::SecurityGroupEgress", fsx, "DestinationSecurityGroupId", dask)
+    assert lustre <= rules("AWS::EC2::SecurityGroupIngress", dask, "SourceSecurityGroupId", fsx)
+
+
 def test_no_open_ingress_on_dask_search_or_lustre_ports(synth):
     _, t = synth
     for name, template in t.items():
@@ -157,6 +180,47 @@ def test_every_suppression_is_needed(tmp_path):
         if f"{rule}[" in str(failed.value) or f"{rule}:" in str(failed.value)
     }
     assert set(REASONS) == fired, f"unused suppressions: {set(REASONS) - fired}"
+
+
+def test_the_minimal_profile_costs_nothing_it_need_not(synth):
+    _, t = synth
+    data = t["proxima-data-us-east-1"]
+    lustre = next(iter(data.find_resources("AWS::FSx::FileSystem").values()))
+    assert lustre["DeletionPolicy"] == "Delete"  # a cache of the buckets, not data
+    data.has_resource_properties("AWS::AutoScaling::AutoScalingGroup", {"MinSize": "0"})
+    for template in t.values():
+        template.resource_count_is("AWS::EC2::NatGateway", 1)
+        template.has_resource_properties("AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway"})
+    t["proxima-client"].has_resource_properties(
+        "AWS::OpenSearchService::Domain",
+        {
+            "ClusterConfig": Match.object_like(
+                {"DedicatedMasterEnabled": False, "InstanceCount": 1}
+            ),
+            "EBSOptions": Match.object_like({"VolumeType": "gp3"}),
+        },
+    )
+
+
+def test_the_production_profile_synthesizes_clean_with_dedicated_masters(tmp_path):
+    raw = load().model_dump()
+    raw["profile"] = "production"
+    from proxima_infra.config import InfraConfig
+
+    app = infra_app.build(InfraConfig.model_validate(raw), outdir=str(tmp_path))
+    app.synth()  # unsuppressed cdk-nag findings would fail it
+    stacks = _stacks(app)
+    client = Template.from_stack(stacks["proxima-client"])
+    client.has_resource_properties(
+        "AWS::OpenSearchService::Domain",
+        {
+            "ClusterConfig": Match.object_like(
+                {"DedicatedMasterCount": 3, "InstanceCount": 2, "ZoneAwarenessEnabled": True}
+            )
+        },
+    )
+    data = Template.from_stack(stacks["proxima-data-us-east-1"])
+    data.has_resource_properties("AWS::AutoScaling::AutoScalingGroup", {"MinSize": "1"})
 
 
 def test_overlapping_cidrs_are_refused():

@@ -4,6 +4,8 @@ bucket, roles for analysts and for the refresh flow, and a Prefect ECS worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -12,11 +14,42 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_opensearchservice as opensearch
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from proxima_infra import catalog_access
 from proxima_infra.config import InfraConfig
 from proxima_infra.network import vpc_with_flow_logs
+
+
+def _catalog_capacity(cfg: InfraConfig, vpc: ec2.IVpc) -> dict[str, Any]:
+    """The domain's nodes, subnets and storage (gp3: cheaper than gp2, 3,000 IOPS at any
+    size) for the configured profile.
+    """
+    gp3 = ec2.EbsDeviceVolumeType.GP3
+    if cfg.profile == "minimal":
+        return {
+            "vpc_subnets": [ec2.SubnetSelection(subnets=[vpc.private_subnets[0]])],
+            "capacity": opensearch.CapacityConfig(
+                data_nodes=1,
+                data_node_instance_type=cfg.client.opensearch_instance_type,
+                multi_az_with_standby_enabled=False,
+            ),
+            "zone_awareness": opensearch.ZoneAwarenessConfig(enabled=False),
+            "ebs": opensearch.EbsOptions(volume_size=20, volume_type=gp3),
+        }
+    return {
+        "vpc_subnets": [ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
+        "capacity": opensearch.CapacityConfig(
+            data_nodes=2,
+            data_node_instance_type=cfg.client.opensearch_instance_type,
+            master_nodes=3,
+            master_node_instance_type="m6g.large.search",
+            multi_az_with_standby_enabled=False,
+        ),
+        "zone_awareness": opensearch.ZoneAwarenessConfig(enabled=True, availability_zone_count=2),
+        "ebs": opensearch.EbsOptions(volume_size=100, volume_type=gp3),
+    }
 
 
 class ClientRegionStack(Stack):
@@ -62,17 +95,8 @@ class ClientRegionStack(Stack):
             "Catalog",
             version=opensearch.EngineVersion.OPENSEARCH_2_19,
             vpc=vpc,
-            vpc_subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
             security_groups=[search_sg],
-            capacity=opensearch.CapacityConfig(
-                data_nodes=2,
-                data_node_instance_type=cfg.client.opensearch_instance_type,
-                master_nodes=3,
-                master_node_instance_type="m6g.large.search",
-                multi_az_with_standby_enabled=False,
-            ),
-            zone_awareness=opensearch.ZoneAwarenessConfig(enabled=True, availability_zone_count=2),
-            ebs=opensearch.EbsOptions(volume_size=100),
+            **_catalog_capacity(cfg, vpc),
             encryption_at_rest=opensearch.EncryptionAtRestOptions(enabled=True),
             node_to_node_encryption=True,
             enforce_https=True,
@@ -90,6 +114,20 @@ class ClientRegionStack(Stack):
             ),
             removal_policy=RemovalPolicy.RETAIN,
         )
+        if cfg.profile == "minimal":
+            NagSuppressions.add_resource_suppressions(
+                domain,
+                [
+                    NagPackSuppression(
+                        id=rule,
+                        reason="profile minimal: one data node holds a catalog that every "
+                        "refresh can rebuild from the file systems; production adds three "
+                        "dedicated masters and two zone-aware data nodes",
+                    )
+                    for rule in ("AwsSolutions-OS4", "AwsSolutions-OS7")
+                ],
+                apply_to_children=True,
+            )
         for role, caller in ((analyst_role, "analyst"), (refresh_role, "refresh")):
             for statement in catalog_access.statements(domain.domain_arn, cfg.project, caller):
                 role.add_to_principal_policy(statement)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
@@ -34,6 +35,12 @@ class InfraConfig(BaseModel):
     """Everything the CDK app needs."""
 
     project: str = "proxima"
+    profile: Literal["minimal", "production"] = Field(
+        default="minimal",
+        description="minimal: one OpenSearch node without dedicated masters, Dask hosts "
+        "scaled to zero when idle; production: two zone-aware data nodes, three dedicated "
+        "masters, one Dask host kept warm (docs/aws.md gives the cost of each).",
+    )
     image: str
     client: ClientRegion
     data_regions: list[DataRegion] = Field(min_length=1)

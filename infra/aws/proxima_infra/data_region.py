@@ -128,6 +128,12 @@ class DataRegionStack(Stack):
         fsx_sg.add_ingress_rule(dask_sg, ec2.Port.tcp_range(*LUSTRE_PORTS[1:]), "Lustre")
         fsx_sg.add_ingress_rule(fsx_sg, ec2.Port.tcp(LUSTRE_PORTS[0]), "Lustre servers")
         fsx_sg.add_ingress_rule(fsx_sg, ec2.Port.tcp_range(*LUSTRE_PORTS[1:]), "Lustre servers")
+        # Lustre servers also connect back to their clients: both ways on 988, 1018-1023
+        for peer in (dask_sg, fsx_sg):
+            fsx_sg.add_egress_rule(peer, ec2.Port.tcp(LUSTRE_PORTS[0]), "Lustre")
+            fsx_sg.add_egress_rule(peer, ec2.Port.tcp_range(*LUSTRE_PORTS[1:]), "Lustre")
+        dask_sg.add_ingress_rule(fsx_sg, ec2.Port.tcp(LUSTRE_PORTS[0]), "Lustre servers")
+        dask_sg.add_ingress_rule(fsx_sg, ec2.Port.tcp_range(*LUSTRE_PORTS[1:]), "Lustre servers")
 
         lustre = fsx.CfnFileSystem(
             self,
@@ -142,7 +148,9 @@ class DataRegionStack(Stack):
                 data_compression_type="LZ4",
             ),
         )
-        lustre.apply_removal_policy(RemovalPolicy.RETAIN)
+        # It only caches the dataset buckets (import-only associations): nothing is lost
+        # with it, and a retained file system keeps costing ~$170 a month.
+        lustre.apply_removal_policy(RemovalPolicy.DESTROY)
         for i, bucket in enumerate(region_cfg.buckets):
             fsx.CfnDataRepositoryAssociation(
                 self,
@@ -209,14 +217,18 @@ class DataRegionStack(Stack):
             vpc_subnets=ec2.SubnetSelection(subnets=[vpc.private_subnets[0]]),
             instance_type=ec2.InstanceType(region_cfg.instance_type),
             machine_image=ecs.EcsOptimizedImage.amazon_linux2023(),
-            min_capacity=1,
+            # minimal: no host while idle (the capacity provider starts one for the
+            # scheduler's task); production: one kept warm for a prompt first run
+            min_capacity=0 if cfg.profile == "minimal" else 1,
             max_capacity=region_cfg.workers + 1,
             security_group=dask_sg,
             require_imdsv2=True,
             block_devices=[
                 autoscaling.BlockDevice(
                     device_name="/dev/xvda",
-                    volume=autoscaling.BlockDeviceVolume.ebs(60, encrypted=True),
+                    volume=autoscaling.BlockDeviceVolume.ebs(
+                        60, encrypted=True, volume_type=autoscaling.EbsDeviceVolumeType.GP3
+                    ),
                 )
             ],
         )

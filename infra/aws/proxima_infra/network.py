@@ -28,6 +28,10 @@ def vpc_with_flow_logs(scope: Construct, cidr: str) -> ec2.Vpc:
                 name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
             ),
         ],
+        # S3 traffic (results, image layers from ECR) bypasses the NAT gateway's per-GB fee
+        gateway_endpoints={
+            "s3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+        },
         flow_logs={
             "all": ec2.FlowLogOptions(
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
