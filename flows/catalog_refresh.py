@@ -118,7 +118,9 @@ def write_catalog(
             f"{len(report.errors)} catalog delete(s) failed, first: {report.errors[:3]}"
         )
     client.indices.refresh(index=index)
-    refresh.remember_refresh(client, index, region.name, region.root, digest)
+    unrecorded = refresh.remember_refresh(client, index, region.name, region.root, digest)
+    if unrecorded:
+        get_run_logger().warning("%s; its next refresh scans in full", unrecorded)
 
 
 @flow(name="refresh-region", log_prints=True)

@@ -230,3 +230,26 @@ def test_overlapping_cidrs_are_refused():
     raw["data_regions"][1]["cidr"] = raw["data_regions"][0]["cidr"]
     with pytest.raises(ValueError, match="overlap"):
         InfraConfig.model_validate(raw)
+
+
+def test_the_image_asset_holds_what_the_dockerfile_copies_and_nothing_local(synth):
+    stacks, t = synth
+    outdir = Path(next(iter(stacks.values())).node.root.outdir)
+    dockerfile = Path(__file__).resolve().parents[1] / "infra" / "aws" / "Dockerfile"
+    copied = [
+        source
+        for line in dockerfile.read_text().splitlines()
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    ]
+    images = [p for p in outdir.glob("asset.*") if (p / "infra" / "aws" / "Dockerfile").exists()]
+    assert len(images) == 1, "one image for every task: the same code everywhere"
+    for source in copied:
+        assert (images[0] / source).exists(), source
+    assert not [p.name for p in images[0].iterdir() if p.name.startswith(".")]
+    assert not (images[0] / "tests").exists()
+    # every task definition runs that image (pulled from the stacks' ECR repository)
+    for template in t.values():
+        for td in template.find_resources("AWS::ECS::TaskDefinition").values():
+            for container in td["Properties"]["ContainerDefinitions"]:
+                assert "container-assets" in str(container["Image"]), container["Name"]

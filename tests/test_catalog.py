@@ -197,6 +197,20 @@ def test_a_no_change_refresh_stops_early_unless_the_catalog_lost_documents(
     assert first["region"] == region
 
 
+def test_a_root_the_refresh_cannot_write_only_loses_the_short_circuit(
+    catalog, data, os_client, tmp_path
+):
+    read_only = tmp_path / "a-file-not-a-directory"  # (root ignores permission bits)
+    read_only.write_text("")
+    alias = data.opensearch.alias
+    why = refresh.remember_refresh(os_client, alias, "us-west-2", str(read_only), "d")
+    assert why and "no snapshot" in why
+    assert (
+        refresh.unchanged_since_last_refresh(os_client, alias, "us-west-2", str(read_only), "d")
+        is None
+    )
+
+
 def test_the_tree_fingerprint_sees_every_change_the_scan_would(data, settings, tmp_path):
     region = from_stack(data, settings).region("us-west-2")
     bucket = tmp_path / region.datasets[0].bucket

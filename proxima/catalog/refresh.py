@@ -174,20 +174,30 @@ def unchanged_since_last_refresh(
     return count if count == snapshot.get("documents") else None
 
 
-def remember_refresh(client: OpenSearch, index: str, region: str, root: str, digest: str) -> None:
+def remember_refresh(
+    client: OpenSearch, index: str, region: str, root: str, digest: str
+) -> str | None:
     """Record that the region's catalog in ``index`` now reflects the tree ``digest``
     (taken before the scan: a change during the refresh makes the next one run in full).
+
+    Returns:
+        None, or why nothing could be recorded (a file system mounted read-only, as the
+        Dask tasks on AWS mount FSx): the next refresh then scans in full, as before.
     """
     concrete = opensearch.alias_target(client, index) or index
     target = _snapshot_file(root, concrete)
-    target.parent.mkdir(exist_ok=True)
-    for stale in target.parent.glob("*.json"):  # snapshots of indices since replaced
-        if stale != target:
-            stale.unlink(missing_ok=True)
     count = _region_count(client, concrete, region)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"digest": digest, "documents": count}))
-    tmp.replace(target)
+    try:
+        target.parent.mkdir(exist_ok=True)
+        for stale in target.parent.glob("*.json"):  # snapshots of indices since replaced
+            if stale != target:
+                stale.unlink(missing_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"digest": digest, "documents": count}))
+        tmp.replace(target)
+    except OSError as exc:
+        return f"no snapshot under {target.parent}: {exc.strerror}"
+    return None
 
 
 def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:

@@ -18,7 +18,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from proxima_infra import catalog_access
-from proxima_infra.config import InfraConfig
+from proxima_infra.config import InfraConfig, container_image
 from proxima_infra.network import vpc_with_flow_logs
 
 
@@ -172,7 +172,7 @@ class ClientRegionStack(Stack):
         )
         worker_td.add_container(
             "worker",
-            image=ecs.ContainerImage.from_registry(cfg.image),
+            image=container_image(cfg),
             command=["prefect", "worker", "start", "--pool", f"{cfg.project}-ecs", "--type", "ecs"],
             logging=ecs.LogDrivers.aws_logs(stream_prefix="prefect-worker", log_group=worker_logs),
             secrets={

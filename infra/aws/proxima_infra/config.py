@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from aws_cdk import aws_ecs as ecs
 from pydantic import BaseModel, Field, model_validator
 
 
@@ -41,7 +42,11 @@ class InfraConfig(BaseModel):
         "scaled to zero when idle; production: two zone-aware data nodes, three dedicated "
         "masters, one Dask host kept warm (docs/aws.md gives the cost of each).",
     )
-    image: str
+    image: str = Field(
+        default="asset",
+        description="'asset': build infra/aws/Dockerfile and push it to the stacks' ECR "
+        "repository at deploy; or an image URI already in a registry.",
+    )
     client: ClientRegion
     data_regions: list[DataRegion] = Field(min_length=1)
 
@@ -55,6 +60,29 @@ class InfraConfig(BaseModel):
                 if a.overlaps(b):
                     raise ValueError(f"CIDRs {a} and {b} overlap; peered VPCs need disjoint ranges")
         return self
+
+
+def container_image(cfg: InfraConfig) -> ecs.ContainerImage:
+    """The project's image: built from infra/aws/Dockerfile, or the configured URI."""
+    if cfg.image != "asset":
+        return ecs.ContainerImage.from_registry(cfg.image)
+    root = Path(__file__).resolve().parents[3]
+    return ecs.ContainerImage.from_asset(
+        str(root),
+        file="infra/aws/Dockerfile",
+        # only what the Dockerfile copies matters; dot-directories hold the local venv
+        # and stack state (gigabytes), and would change the asset's hash on every run
+        exclude=[
+            ".*",
+            "*.egg-info",
+            "**/__pycache__",
+            *("tests", "benchmarks", "docs", "examples", "test-artifacts", "deployments"),
+            "infra/*",
+            "!infra/aws",
+            "infra/aws/*",
+            "!infra/aws/Dockerfile",
+        ],
+    )
 
 
 def load(path: Path | None = None) -> InfraConfig:

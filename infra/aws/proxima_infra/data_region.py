@@ -20,7 +20,7 @@ from aws_cdk import aws_servicediscovery as sd
 from constructs import Construct
 
 from proxima_infra import catalog_access
-from proxima_infra.config import DataRegion, InfraConfig
+from proxima_infra.config import DataRegion, InfraConfig, container_image
 from proxima_infra.network import vpc_with_flow_logs
 
 DASK_SCHEDULER_PORT = 8786
@@ -383,7 +383,7 @@ class DataRegionStack(Stack):
         td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
         container = td.add_container(
             role,
-            image=ecs.ContainerImage.from_registry(cfg.image),
+            image=container_image(cfg),
             command=command,
             cpu=cpu,
             memory_limit_mib=memory,
