@@ -164,3 +164,54 @@ def test_the_prefect_worker_may_register_task_definitions_and_look_up_the_networ
         "ecs:RunTask" in str(s.get("Action")) and "ecs:cluster" in str(s.get("Condition"))
         for s in worker.statements
     )
+
+
+def test_fine_grained_access_maps_every_role_that_calls_the_catalog(stacks, roles):
+    """OpenSearch's own roles (FGAC) must map each IAM role the calls come from, or
+    every request of that role gets 403 whatever its IAM policy allows.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    region, client = stacks["proxima-client"]
+    (mapping,) = [
+        r["Properties"]
+        for r in client["Resources"].values()
+        if r["Type"] == "AWS::CloudFormation::CustomResource"
+    ]
+    refs = roles["analyst"].refs
+    resolved = {
+        key: [iam.resolve(v, refs) for v in value] if isinstance(value, list) else value
+        for key, value in mapping.items()
+    }
+    assert resolved["AnalystRoleArns"] == [f"<{roles['analyst'].logical_id}.Arn>"]
+    assert resolved["RefreshRoleArns"] == [f"<{roles['refresh'].logical_id}.Arn>"]
+    for name, (data_region, template) in stacks.items():
+        if name.startswith("proxima-data-"):
+            worker = roles[f"worker:{data_region}"]
+            role_name = template["Resources"][worker.logical_id]["Properties"]["RoleName"]
+            assert any(arn.endswith(f":role/{role_name}") for arn in resolved["WorkerRoleArns"])
+    # the domain's master user is the mapping function's role, and it may make its calls
+    (domain,) = [
+        r for r in client["Resources"].values() if r["Type"] == "AWS::OpenSearchService::Domain"
+    ]
+    master = domain["Properties"]["AdvancedSecurityOptions"]["MasterUserOptions"]["MasterUserARN"]
+    mapper = iam.role("proxima-client", client, master["Fn::GetAtt"][0], region)
+    spec = importlib.util.spec_from_file_location(
+        "catalog_roles_handler",
+        Path(iam.__file__).resolve().parents[1]
+        / "infra/aws/proxima_infra/catalog_roles_handler/index.py",
+    )
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    planned = handler.plan(resolved)
+    assert {p for _, p, _ in planned} >= {
+        "/_plugins/_security/api/rolesmapping/proxima_analyst",
+        "/_plugins/_security/api/rolesmapping/proxima_refresh",
+        "/_plugins/_security/api/rolesmapping/proxima_worker",
+        "/_plugins/_security/api/rolesmapping/all_access",
+    }
+    for method, path, _ in planned:
+        assert mapper.allows(f"es:ESHttp{method.title()}", f"{iam.DOMAIN_ARN}{path}"), path
+    analyst = dict((p, b) for _, p, b in planned)["/_plugins/_security/api/roles/proxima_analyst"]
+    assert analyst["index_permissions"][0]["index_patterns"] == ["proxima-assets*"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -18,6 +18,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from proxima_infra import catalog_access
+from proxima_infra.catalog_roles import CatalogRoles
 from proxima_infra.config import InfraConfig, container_image
 from proxima_infra.network import vpc_with_flow_logs
 
@@ -90,6 +91,16 @@ class ClientRegionStack(Stack):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        admin_role = CfnParameter(
+            self,
+            "CatalogAdminRoleArn",
+            type="String",
+            description="IAM role ARN of the catalog's administrators (OpenSearch all_access)",
+        )
+        roles_mapper = CatalogRoles(self, "CatalogRoles", vpc=vpc)
+        search_sg.add_ingress_rule(
+            roles_mapper.security_group, ec2.Port.tcp(443), "the role-mapping function"
+        )
         domain = opensearch.Domain(
             self,
             "Catalog",
@@ -102,7 +113,7 @@ class ClientRegionStack(Stack):
             enforce_https=True,
             tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2,
             fine_grained_access_control=opensearch.AdvancedSecurityOptions(
-                master_user_arn=cfg.client.opensearch_master_user_arn
+                master_user_arn=roles_mapper.master.role_arn
             ),
             logging=opensearch.LoggingOptions(
                 slow_search_log_enabled=True,
@@ -128,6 +139,15 @@ class ClientRegionStack(Stack):
                 ],
                 apply_to_children=True,
             )
+        roles_mapper.map(
+            domain_arn=domain.domain_arn,
+            domain_endpoint=domain.domain_endpoint,
+            project=cfg.project,
+            admins=[admin_role.value_as_string],
+            analysts=[analyst_role.role_arn],
+            refreshers=[refresh_role.role_arn],
+            data_regions=[r.region for r in cfg.data_regions],
+        )
         for role, caller in ((analyst_role, "analyst"), (refresh_role, "refresh")):
             for statement in catalog_access.statements(domain.domain_arn, cfg.project, caller):
                 role.add_to_principal_policy(statement)

@@ -17,7 +17,6 @@ class ClientRegion(BaseModel):
     region: str
     cidr: str
     opensearch_instance_type: str = "r6g.large.search"
-    opensearch_master_user_arn: str
 
 
 class DataRegion(BaseModel):

@@ -20,6 +20,7 @@ from aws_cdk import aws_servicediscovery as sd
 from constructs import Construct
 
 from proxima_infra import catalog_access
+from proxima_infra.catalog_roles import worker_role_name
 from proxima_infra.config import DataRegion, InfraConfig, container_image
 from proxima_infra.network import vpc_with_flow_logs
 
@@ -379,7 +380,21 @@ class DataRegionStack(Stack):
         cpu: int,
         memory: int,
     ) -> ecs.Ec2TaskDefinition:
-        td = ecs.Ec2TaskDefinition(self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC)
+        # The worker's task role has a fixed name: the catalog stack maps it to an
+        # OpenSearch role before this stack exists (catalog_roles.py).
+        task_role = (
+            iam.Role(
+                self,
+                "WorkerTaskRole",
+                role_name=worker_role_name(cfg.project, region_cfg.region),
+                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            )
+            if role == "Worker"
+            else None
+        )
+        td = ecs.Ec2TaskDefinition(
+            self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role
+        )
         td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
         container = td.add_container(
             role,

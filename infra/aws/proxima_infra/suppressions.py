@@ -7,11 +7,17 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 
 # Only rules that fire are suppressed (the infra test fails on an unused suppression).
 REASONS = {
-    "AwsSolutions-IAM4": "AWSLambdaBasicExecutionRole is attached by aws-cdk-lib to its own "
-    "custom-resource and ECS drain-hook functions: the AWS-maintained minimum to write logs.",
-    "AwsSolutions-IAM5": "Wildcards are scoped: catalog grants are limited to the proxima-assets "
-    "index pattern, results grants to the one bucket's objects, ecs:RunTask is conditioned on "
-    "the one cluster; the rest are aws-cdk-lib's generated ECS-agent and drain-hook policies.",
+    "AwsSolutions-IAM4": "AWS-maintained minimum policies only: AWSLambdaBasicExecutionRole "
+    "(aws-cdk-lib's own custom-resource and ECS drain-hook functions), "
+    "AWSLambdaVPCAccessExecutionRole (the catalog role-mapping function, which must run in "
+    "the VPC to reach the domain) and AmazonECSTaskExecutionRolePolicy (flow-run tasks pull "
+    "the image and write their logs).",
+    "AwsSolutions-IAM5": "Wildcards follow the resources the code names at run time "
+    "(tests/test_aws_iam.py checks every recorded call against them): catalog paths under "
+    "the proxima-assets* alias and its versioned indices, FSx data-repository tasks "
+    "(task/*, created per import), ECS task-definition and network lookups (no resource-level "
+    "permissions), results objects of the one bucket, and aws-cdk-lib's generated ECS-agent, "
+    "drain-hook and custom-resource provider policies.",
     "AwsSolutions-ECS2": "Only non-secret configuration (region name, TLS requirement) is in "
     "environment variables; TLS material comes from Secrets Manager.",
     "AwsSolutions-AS3": "Scaling events of the Dask hosts are visible in CloudWatch and ECS "
