@@ -126,3 +126,40 @@ def blocks_from_outputs(
         },
         "results": {"bucket": _need(client, client_name, "ResultsBucket")},
     }
+
+
+def ecs_work_pool_template(path: Path, project: str = "proxima") -> dict[str, Any]:
+    """The ECS work pool's base job template (prefect-aws's default, with the client
+    stack's cluster, network, roles and image as the defaults): flow runs start in the
+    private subnets as the analyst role; the catalog-refresh deployment sets
+    ``task_role_arn`` to the refresh role (``refresh_role_arn`` of the result).
+
+    Returns:
+        {"template": <base job template>, "refresh_role_arn": <ARN>}
+
+    Raises:
+        ConfigurationError: the client stack or one of its outputs is missing.
+    """
+    from prefect_aws.workers.ecs_worker import ECSWorker
+
+    data: dict[str, dict[str, str]] = json.loads(path.read_text())
+    name = f"{project}-client"
+    if name not in data:
+        raise ConfigurationError(f"{path} has no stack {name}; has: {sorted(data)}")
+    outputs = data[name]
+    template = ECSWorker.get_default_base_job_template()
+    defaults = {
+        "cluster": _need(outputs, name, "PrefectClusterArn"),
+        "vpc_id": _need(outputs, name, "ClientVpcId"),
+        "execution_role_arn": _need(outputs, name, "FlowRunExecutionRoleArn"),
+        "task_role_arn": _need(outputs, name, "AnalystRoleArn"),
+        "image": _need(outputs, name, "FlowRunImage"),
+        "network_configuration": {
+            "subnets": _need(outputs, name, "FlowRunSubnets").split(","),
+            "securityGroups": [_need(outputs, name, "FlowRunSecurityGroup")],
+            "assignPublicIp": "DISABLED",
+        },
+    }
+    for variable, value in defaults.items():
+        template["variables"]["properties"][variable]["default"] = value
+    return {"template": template, "refresh_role_arn": _need(outputs, name, "RefreshRoleArn")}

@@ -576,7 +576,7 @@ def aws_blocks(
     from pathlib import Path
 
     from blocks import DataRegion, OpenSearchCatalog, ResultsStore
-    from proxima.aws_outputs import blocks_from_outputs
+    from proxima.aws_outputs import blocks_from_outputs, ecs_work_pool_template
     from proxima.dask_tls import TlsFiles
     from proxima.platform.blocks import CATALOG_BLOCK, RESULTS_BLOCK
 
@@ -593,6 +593,15 @@ def aws_blocks(
     OpenSearchCatalog(**fields["catalog"]).save(CATALOG_BLOCK, overwrite=True)
     ResultsStore(**fields["results"]).save(RESULTS_BLOCK, overwrite=True)
     console.print(f"saved {CATALOG_BLOCK} and {RESULTS_BLOCK}")
+    pool = ecs_work_pool_template(Path(outputs), project)
+    template = Path(outputs).with_name("ecs-work-pool.json")
+    template.write_text(json.dumps(pool["template"], indent=2))
+    console.print(
+        f"wrote {template}; create the pool with\n"
+        f"  prefect work-pool create {project}-ecs --type ecs --base-job-template {template}\n"
+        f"and give the catalog-refresh deployments the job variable "
+        f"task_role_arn={pool['refresh_role_arn']}"
+    )
 
 
 @app.command("deploy")

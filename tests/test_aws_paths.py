@@ -53,6 +53,13 @@ OUTPUTS = {
         "OpenSearchEndpoint": "https://vpc-proxima.us-east-1.es.amazonaws.com",
         "ResultsBucket": "proxima-results-abc",
         "ClientVpcId": "vpc-1",
+        "PrefectClusterArn": "arn:aws:ecs:us-east-1:111122223333:cluster/proxima-prefect",
+        "FlowRunExecutionRoleArn": "arn:aws:iam::111122223333:role/exec",
+        "AnalystRoleArn": "arn:aws:iam::111122223333:role/analyst",
+        "RefreshRoleArn": "arn:aws:iam::111122223333:role/refresh",
+        "FlowRunImage": "111122223333.dkr.ecr.us-east-1.amazonaws.com/cdk-assets:abc",
+        "FlowRunSubnets": "subnet-1,subnet-2",
+        "FlowRunSecurityGroup": "sg-1",
     },
     "proxima-data-us-west-2": {
         "SchedulerAddress": "tls://scheduler.us-west-2.proxima.internal:8786",
@@ -173,6 +180,41 @@ def test_the_ecs_dask_commands_run_a_tls_cluster_that_only_the_client_block_reac
             proc.wait(30)
         shutil.rmtree(tmp_path / "tls-Scheduler", ignore_errors=True)
     assert (tmp_path / "tls-Worker" / "key.pem").stat().st_mode & 0o077 == 0
+
+
+def test_the_ecs_work_pool_template_runs_flows_on_the_stacks_resources(tmp_path, stacks_outputs):
+    from prefect_aws.workers.ecs_worker import ECSJobConfiguration
+
+    from proxima.aws_outputs import ecs_work_pool_template
+
+    pool = ecs_work_pool_template(stacks_outputs)
+    assert pool["refresh_role_arn"] == OUTPUTS["proxima-client"]["RefreshRoleArn"]
+    defaults = {k: v.get("default") for k, v in pool["template"]["variables"]["properties"].items()}
+    assert defaults["cluster"] == OUTPUTS["proxima-client"]["PrefectClusterArn"]
+    assert defaults["task_role_arn"] == OUTPUTS["proxima-client"]["AnalystRoleArn"]
+    assert defaults["network_configuration"]["subnets"] == ["subnet-1", "subnet-2"]
+    assert defaults["network_configuration"]["assignPublicIp"] == "DISABLED"
+    # every output the template needs comes from the synthesized client stack
+    _, client = iam.synthesized()["proxima-client"]
+    for output in (
+        "PrefectClusterArn",
+        "FlowRunExecutionRoleArn",
+        "AnalystRoleArn",
+        "RefreshRoleArn",
+        "FlowRunImage",
+        "FlowRunSubnets",
+        "FlowRunSecurityGroup",
+        "ClientVpcId",
+    ):
+        assert output in client["Outputs"], output
+    assert set(ECSJobConfiguration.model_fields) >= set(pool["template"]["job_configuration"])
+
+
+@pytest.fixture
+def stacks_outputs(tmp_path) -> Path:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(OUTPUTS))
+    return path
 
 
 def test_missing_output_is_named(tmp_path):

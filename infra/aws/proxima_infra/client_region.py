@@ -175,6 +175,7 @@ class ClientRegionStack(Stack):
         )
         results.grant_read_write(analyst_role)
 
+        image, image_uri = container_image(self, cfg)
         cluster = ecs.Cluster(
             self, "PrefectCluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
@@ -192,7 +193,7 @@ class ClientRegionStack(Stack):
         )
         worker_td.add_container(
             "worker",
-            image=container_image(cfg),
+            image=image,
             command=["prefect", "worker", "start", "--pool", f"{cfg.project}-ecs", "--type", "ecs"],
             logging=ecs.LogDrivers.aws_logs(stream_prefix="prefect-worker", log_group=worker_logs),
             secrets={
@@ -301,6 +302,7 @@ class ClientRegionStack(Stack):
         CfnOutput(self, "PrefectClusterArn", value=cluster.cluster_arn)
         # the ECS work pool's base job template (proxima aws-blocks prints it)
         CfnOutput(self, "FlowRunExecutionRoleArn", value=flow_run_execution.role_arn)
+        CfnOutput(self, "FlowRunImage", value=image_uri)
         CfnOutput(self, "FlowRunSecurityGroup", value=flow_run_sg.security_group_id)
         CfnOutput(
             self,

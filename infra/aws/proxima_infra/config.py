@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from constructs import Construct
 from pydantic import BaseModel, Field, model_validator
 
 
@@ -61,13 +63,17 @@ class InfraConfig(BaseModel):
         return self
 
 
-def container_image(cfg: InfraConfig) -> ecs.ContainerImage:
-    """The project's image: built from infra/aws/Dockerfile, or the configured URI."""
+def container_image(scope: Construct, cfg: InfraConfig) -> tuple[ecs.ContainerImage, str]:
+    """The project's image and its URI: built from infra/aws/Dockerfile into the stack's
+    ECR repository at deploy, or the configured URI.
+    """
     if cfg.image != "asset":
-        return ecs.ContainerImage.from_registry(cfg.image)
+        return ecs.ContainerImage.from_registry(cfg.image), cfg.image
     root = Path(__file__).resolve().parents[3]
-    return ecs.ContainerImage.from_asset(
-        str(root),
+    asset = ecr_assets.DockerImageAsset(
+        scope,
+        "ProjectImage",
+        directory=str(root),
         file="infra/aws/Dockerfile",
         # only what the Dockerfile copies matters; dot-directories hold the local venv
         # and stack state (gigabytes), and would change the asset's hash on every run
@@ -82,6 +88,7 @@ def container_image(cfg: InfraConfig) -> ecs.ContainerImage:
             "!infra/aws/Dockerfile",
         ],
     )
+    return ecs.ContainerImage.from_docker_image_asset(asset), asset.image_uri
 
 
 def load(path: Path | None = None) -> InfraConfig:

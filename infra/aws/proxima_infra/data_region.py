@@ -368,6 +368,12 @@ class DataRegionStack(Stack):
             description="Accept in the client region; add it to the client config",
         )
 
+    def _image(self, cfg: InfraConfig) -> ecs.ContainerImage:
+        """One image asset per stack, shared by its task definitions."""
+        if not hasattr(self, "_project_image"):
+            self._project_image, _ = container_image(self, cfg)
+        return self._project_image
+
     def _task(
         self,
         cfg: InfraConfig,
@@ -396,9 +402,10 @@ class DataRegionStack(Stack):
             self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role
         )
         td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
+        image = self._image(cfg)
         container = td.add_container(
             role,
-            image=container_image(cfg),
+            image=image,
             command=command,
             cpu=cpu,
             memory_limit_mib=memory,
