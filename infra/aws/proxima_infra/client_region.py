@@ -300,6 +300,12 @@ class ClientRegionStack(Stack):
             description="Parameter ClientVpcId of each data-region stack",
         )
         CfnOutput(self, "PrefectClusterArn", value=cluster.cluster_arn)
+        CfnOutput(
+            self,
+            "ClientRouteTableIds",
+            value=",".join(s.route_table.route_table_id for s in vpc.private_subnets),
+            description="Parameter ClientRouteTableIds of each data-region stack",
+        )
         # the ECS work pool's base job template (proxima aws-blocks prints it)
         CfnOutput(self, "FlowRunExecutionRoleArn", value=flow_run_execution.role_arn)
         CfnOutput(self, "FlowRunImage", value=image_uri)

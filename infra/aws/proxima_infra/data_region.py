@@ -21,6 +21,7 @@ from constructs import Construct
 
 from proxima_infra import catalog_access
 from proxima_infra.catalog_roles import worker_role_name
+from proxima_infra.client_link import ClientLink
 from proxima_infra.config import DataRegion, InfraConfig, container_image
 from proxima_infra.network import vpc_with_flow_logs
 
@@ -74,6 +75,13 @@ class DataRegionStack(Stack):
             "ClientVpcId",
             type="String",
             description="VPC id of the client-region stack (output ClientVpcId), for peering.",
+        )
+        client_route_tables = CfnParameter(
+            self,
+            "ClientRouteTableIds",
+            type="CommaDelimitedList",
+            description="The client VPC's private route tables (client stack output "
+            "ClientRouteTableIds): routed to this region through the peering.",
         )
         catalog_arn = CfnParameter(
             self,
@@ -208,6 +216,18 @@ class DataRegionStack(Stack):
                 vpc=vpc,
                 type=sd.NamespaceType.DNS_PRIVATE,
             ),
+        )
+        namespace = cluster.default_cloud_map_namespace
+        assert isinstance(namespace, sd.PrivateDnsNamespace)
+        ClientLink(
+            self,
+            "ClientLink",
+            peering_id=peering.ref,
+            client_region=cfg.client.region,
+            client_vpc_id=client_vpc_id.value_as_string,
+            client_route_tables=client_route_tables.value_as_list,
+            data_cidr=region_cfg.cidr,
+            hosted_zone_id=namespace.namespace_hosted_zone_id,
         )
         asg = autoscaling.AutoScalingGroup(
             self,

@@ -7,6 +7,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+MAX_AZS = 2  # each VPC: one public and one private subnet per AZ
+
 
 def vpc_with_flow_logs(scope: Construct, cidr: str) -> ec2.Vpc:
     """Two AZs, private subnets with egress through one NAT, flow logs to CloudWatch."""
@@ -20,7 +22,7 @@ def vpc_with_flow_logs(scope: Construct, cidr: str) -> ec2.Vpc:
         scope,
         "Vpc",
         ip_addresses=ec2.IpAddresses.cidr(cidr),
-        max_azs=2,
+        max_azs=MAX_AZS,
         nat_gateways=1,
         subnet_configuration=[
             ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
