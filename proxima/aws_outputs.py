@@ -61,6 +61,19 @@ def _need(outputs: dict[str, str], stack: str, key: str) -> str:
         ) from None
 
 
+def _stacks(path: Path) -> dict[str, dict[str, str]]:
+    data: dict[str, dict[str, str]] = json.loads(path.read_text())
+    return data
+
+
+def _client(data: dict[str, dict[str, str]], path: Path, project: str) -> dict[str, str]:
+    """The client stack's outputs (named in the error when missing)."""
+    name = f"{project}-client"
+    if name not in data:
+        raise ConfigurationError(f"{path} has no stack {name}; has: {sorted(data)}")
+    return data[name]
+
+
 def _client_tls(tls: DaskTls | None, regions: list[dict[str, Any]]) -> dict[str, Any]:
     """The client certificate's PEM text for DataRegion blocks (their schedulers are
     TLS-only and refuse clients without one).
@@ -92,11 +105,9 @@ def blocks_from_outputs(
     Raises:
         ConfigurationError: a stack or an output the blocks need is missing.
     """
-    data: dict[str, dict[str, str]] = json.loads(path.read_text())
+    data = _stacks(path)
     client_name = f"{project}-client"
-    if client_name not in data:
-        raise ConfigurationError(f"{path} has no stack {client_name}; has: {sorted(data)}")
-    client = data[client_name]
+    client = _client(data, path, project)
     regions = []
     for stack, outputs in sorted(data.items()):
         prefix = f"{project}-data-"
@@ -142,11 +153,8 @@ def ecs_work_pool_template(path: Path, project: str = "proxima") -> dict[str, An
     """
     from prefect_aws.workers.ecs_worker import ECSWorker
 
-    data: dict[str, dict[str, str]] = json.loads(path.read_text())
     name = f"{project}-client"
-    if name not in data:
-        raise ConfigurationError(f"{path} has no stack {name}; has: {sorted(data)}")
-    outputs = data[name]
+    outputs = _client(_stacks(path), path, project)
     template = ECSWorker.get_default_base_job_template()
     defaults = {
         "cluster": _need(outputs, name, "PrefectClusterArn"),
