@@ -81,6 +81,8 @@ def launch(socket_path: str) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "prefect.engine"])
     with conn:
         socket.send_fds(conn, [b"R"], list(range(_STREAMS)))
+        # the run's whole environment travels to the child as the worker set it (the
+        # flow run id, the control channel, job variables), not as settings read here
         _send_message(conn, {"cwd": os.getcwd(), "env": dict(os.environ)})
         pid = _read_message(conn)["pid"]
 
