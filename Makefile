@@ -35,7 +35,7 @@ status:
 	$(PY) -m proxima.cli stack status
 
 test: install  ## Every test, against the real services the suite starts itself
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 test-reliability: install  ## Only the fault-injection and security suite (issue 9)
 	$(PY) -m pytest -q -p no:cacheprovider -m reliability

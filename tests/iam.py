@@ -25,28 +25,35 @@ FILE_SYSTEM_ID = "fs-0123456789abcdef0"
 
 
 @functools.cache
-def synthesized() -> dict[str, tuple[str, dict[str, Any]]]:
-    """``synthesize`` once per test session (it takes ~10 s)."""
-    return synthesize(Path(tempfile.mkdtemp(prefix="proxima-cdk-")))
-
-
-def synthesize(outdir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Every stack of infra/aws's app: name -> (region, template)."""
+def app() -> Any:
+    """infra/aws's app, built and synthesized once per test session (~10 s)."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
     infra = str(Path(__file__).resolve().parents[1] / "infra" / "aws")
     if infra not in sys.path:
         sys.path.insert(0, infra)
     import app as infra_app
+
+    built = infra_app.build(outdir=tempfile.mkdtemp(prefix="proxima-cdk-"))
+    built.synth()
+    return built
+
+
+def stacks() -> dict[str, Any]:
+    """The app's stacks by name."""
     from aws_cdk import Stack
+
+    return {s.stack_name: s for s in app().node.children if isinstance(s, Stack)}
+
+
+@functools.cache
+def synthesized() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every stack's region and template (JSON)."""
     from aws_cdk.assertions import Template
 
-    app = infra_app.build(outdir=str(outdir))
-    app.synth()
     return {
-        s.stack_name: (s.region, Template.from_stack(s).to_json())
-        for s in app.node.children
-        if isinstance(s, Stack)
+        name: (stack.region, Template.from_stack(stack).to_json())
+        for name, stack in stacks().items()
     }
 
 

@@ -20,6 +20,8 @@ from aws_cdk.assertions import Annotations, Match, Template
 from proxima_infra.config import load
 from proxima_infra.suppressions import REASONS
 
+from tests import iam
+
 OPEN = ("0.0.0.0/0", "::/0")
 GUARDED_PORTS = {443, 8786, 8787, 988}
 
@@ -29,10 +31,8 @@ def _stacks(app):
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    app = infra_app.build(outdir=str(tmp_path_factory.mktemp("cdk")))
-    app.synth()
-    stacks = _stacks(app)
+def synth():
+    stacks = iam.stacks()  # synthesized once per session, shared with test_aws_iam
     return stacks, {name: Template.from_stack(s) for name, s in stacks.items()}
 
 
