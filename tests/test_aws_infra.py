@@ -82,14 +82,10 @@ def test_data_region_stack(synth, region):
     data.has_resource_properties(
         "AWS::FSx::DataRepositoryAssociation", {"DataRepositoryPath": f"s3://{cfg.buckets[0]}"}
     )
-    data.has_resource_properties(
-        "AWS::Scheduler::Schedule",
-        {
-            "Target": Match.object_like(
-                {"Arn": "arn:aws:scheduler:::aws-sdk:fsx:createDataRepositoryTask"}
-            )
-        },
-    )
+    # one import path, the refresh flow's: no schedule, no auto-import events
+    data.resource_count_is("AWS::Scheduler::Schedule", 0)
+    for dra in data.find_resources("AWS::FSx::DataRepositoryAssociation").values():
+        assert "S3" not in dra["Properties"]
     data.resource_count_is("AWS::ECS::Service", 2)
     # accounts created since 2024-10-01 cannot create launch configurations
     data.resource_count_is("AWS::AutoScaling::LaunchConfiguration", 0)
@@ -104,11 +100,15 @@ def test_data_region_stack(synth, region):
     user_data = str(data.find_resources("AWS::EC2::LaunchTemplate"))
     for step in ("set -euo pipefail", "lustre defaults", "_netdev", "mountpoint -q"):
         assert step in user_data, step  # a failed mount fails the host, fstab remounts
+    lustre_fs = next(iter(data.find_resources("AWS::FSx::FileSystem").values()))
+    lustre_subnet = lustre_fs["Properties"]["SubnetIds"][0]["Ref"]
     for service in data.find_resources("AWS::ECS::Service").values():
         props = service["Properties"]
         breaker = props["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
         assert breaker == {"Enable": True, "Rollback": True}
         assert props["CapacityProviderStrategy"], "services must run on the capacity provider"
+        subnets = props["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
+        assert subnets == [{"Ref": lustre_subnet}], "tasks next to the file system"
     lustre = next(iter(data.find_resources("AWS::FSx::FileSystem").values()))
     asg = next(iter(data.find_resources("AWS::AutoScaling::AutoScalingGroup").values()))
     assert asg["Properties"]["VPCZoneIdentifier"] == lustre["Properties"]["SubnetIds"]

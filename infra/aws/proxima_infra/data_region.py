@@ -4,7 +4,6 @@ scheduled metadata import, and a Dask cluster on ECS with EC2 capacity that moun
 
 from __future__ import annotations
 
-import json
 import shlex
 
 from aws_cdk import CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack
@@ -14,7 +13,6 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_fsx as fsx
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_servicediscovery as sd
 from constructs import Construct
@@ -160,6 +158,9 @@ class DataRegionStack(Stack):
         # It only caches the dataset buckets (import-only associations): nothing is lost
         # with it, and a retained file system keeps costing ~$170 a month.
         lustre.apply_removal_policy(RemovalPolicy.DESTROY)
+        # One import path: the catalog-refresh flow's (an IMPORT_METADATA_FROM_REPOSITORY
+        # task from the region's workers, then the scan sees exactly what it imported).
+        # No auto-import events and no separate schedule racing it.
         for i, bucket in enumerate(region_cfg.buckets):
             fsx.CfnDataRepositoryAssociation(
                 self,
@@ -168,42 +169,10 @@ class DataRegionStack(Stack):
                 file_system_path=f"/{bucket}",
                 data_repository_path=f"s3://{bucket}",
                 batch_import_meta_data_on_create=True,
-                s3=fsx.CfnDataRepositoryAssociation.S3Property(
-                    auto_import_policy=fsx.CfnDataRepositoryAssociation.AutoImportPolicyProperty(
-                        events=["NEW", "CHANGED", "DELETED"]
-                    )
-                ),
             )
         fs_arn = self.format_arn(service="fsx", resource="file-system", resource_name=lustre.ref)
-        import_role = iam.Role(
-            self,
-            "ImportRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
-            description="Starts the daily FSx metadata import",
-        )
         # CreateDataRepositoryTask authorizes the file system and the task it creates.
         fs_task_arns = [fs_arn, self.format_arn(service="fsx", resource="task", resource_name="*")]
-        import_role.add_to_policy(
-            iam.PolicyStatement(actions=["fsx:CreateDataRepositoryTask"], resources=fs_task_arns)
-        )
-        scheduler.CfnSchedule(
-            self,
-            "DailyImport",
-            schedule_expression="cron(0 3 * * ? *)",
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn="arn:aws:scheduler:::aws-sdk:fsx:createDataRepositoryTask",
-                role_arn=import_role.role_arn,
-                input=json.dumps(
-                    {
-                        "FileSystemId": lustre.ref,
-                        "Type": "IMPORT_METADATA_FROM_REPOSITORY",
-                        "Paths": [f"/{b}" for b in region_cfg.buckets],
-                        "Report": {"Enabled": False},
-                    }
-                ),
-            ),
-        )
 
         cluster = ecs.Cluster(
             self,
@@ -229,13 +198,14 @@ class DataRegionStack(Stack):
             data_cidr=region_cfg.cidr,
             hosted_zone_id=namespace.namespace_hosted_zone_id,
         )
+        in_fsx_subnet = ec2.SubnetSelection(subnets=[vpc.private_subnets[0]])
         asg = autoscaling.AutoScalingGroup(
             self,
             "DaskHosts",
             vpc=vpc,
             # The file system lives in one subnet (one AZ): hosts elsewhere would pay
             # cross-AZ traffic on every read, and lose /fsx if that AZ is down anyway.
-            vpc_subnets=ec2.SubnetSelection(subnets=[vpc.private_subnets[0]]),
+            vpc_subnets=in_fsx_subnet,
             instance_type=ec2.InstanceType(region_cfg.instance_type),
             machine_image=ecs.EcsOptimizedImage.amazon_linux2023(),
             # minimal: no host while idle (the capacity provider starts one for the
@@ -344,6 +314,7 @@ class DataRegionStack(Stack):
             security_groups=[dask_sg],
             cloud_map_options=ecs.CloudMapOptions(name="scheduler"),
             capacity_provider_strategies=on_hosts,
+            vpc_subnets=in_fsx_subnet,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
         ecs.Ec2Service(
@@ -355,6 +326,7 @@ class DataRegionStack(Stack):
             min_healthy_percent=50,
             security_groups=[dask_sg],
             capacity_provider_strategies=on_hosts,
+            vpc_subnets=in_fsx_subnet,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
 
