@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import app as infra_app
 from aws_cdk import Stack
 from aws_cdk.assertions import Annotations, Match, Template
 from proxima_infra.config import load
-from proxima_infra.suppressions import REASONS
+from proxima_infra.suppressions import SUPPRESSIONS
 
 from tests import iam
 
@@ -195,21 +196,30 @@ def test_cdk_nag_is_clean_with_justified_suppressions(synth):
         errors = ann.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
         warnings = ann.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
         assert not errors and not warnings, (name, [e.entry.data for e in errors + warnings])
-    assert all(len(reason) > 60 for reason in REASONS.values())
 
 
 def test_every_suppression_is_needed(tmp_path):
     app = infra_app.build(outdir=str(tmp_path), suppressions={})
     # cdk.json's @aws-cdk/core:annotationsInValidationReport turns unsuppressed
-    # findings into a failed synthesis whose report lists every one of them
+    # findings into a failed synthesis whose report lists each with its construct path
     with pytest.raises(RuntimeError, match="ValidationFailed") as failed:
         app.synth()
-    fired = {
-        rule
-        for rule in REASONS
-        if f"{rule}[" in str(failed.value) or f"{rule}:" in str(failed.value)
-    }
-    assert set(REASONS) == fired, f"unused suppressions: {set(REASONS) - fired}"
+    findings = set(
+        re.findall(r"(?:ERROR|WARNING) (AwsSolutions-[A-Z0-9]+)[^\n]*\n\s+(\S+)", str(failed.value))
+    )
+    unused = []
+    for stack in _stacks(app):
+        for path, rules in SUPPRESSIONS.items():
+            where = f"{stack}/{path}"
+            if not any(c.node.path == where for c in _stacks(app)[stack].node.find_all()):
+                continue  # a client-stack path in a data stack, or the reverse
+            for rule in rules:
+                if not any(
+                    r == rule and (p == where or p.startswith(f"{where}/")) for r, p in findings
+                ):
+                    unused.append((where, rule))
+    assert not unused, f"suppressions that no finding needs: {unused}"
+    assert all(len(reason) > 60 for rules in SUPPRESSIONS.values() for reason in rules.values())
 
 
 def test_the_minimal_profile_costs_nothing_it_need_not(synth):

@@ -29,7 +29,7 @@ from proxima_infra.suppressions import suppress
 def build(
     cfg: infra_config.InfraConfig | None = None,
     outdir: str | None = None,
-    suppressions: dict[str, str] | None = None,
+    suppressions: dict[str, dict[str, str]] | None = None,
 ) -> cdk.App:
     """Build (not synthesize) the app with cdk-nag's AwsSolutions checks attached."""
     cfg = cfg or infra_config.load()

@@ -70,7 +70,7 @@ class CatalogRoles(Construct):
         function = lambda_.Function(
             self,
             "Function",
-            runtime=lambda_.Runtime.PYTHON_3_12,
+            runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
             code=lambda_.Code.from_asset(str(HANDLER)),
             role=self.master,
