@@ -26,6 +26,7 @@ from proxima.platform.model import Region
 
 MANIFEST = ".proxima-import.json"
 TMP_MARK = ".proxima-partial-"
+UNFINISHED = ".proxima-import-unfinished"  # present while an import copies
 
 
 class ImportFailed(ProximaError):
@@ -84,8 +85,10 @@ def _sync_bucket(
     on_object: Callable[[ImportReport], None] | None = None,
 ) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.rglob(f"{TMP_MARK}*"):  # left by an import that was killed
-        stale.unlink(missing_ok=True)
+    unfinished = root / UNFINISHED
+    if unfinished.exists():  # an import was killed mid-copy: its partial files remain
+        for stale in root.rglob(f"{TMP_MARK}*"):
+            stale.unlink(missing_ok=True)
     manifest = _load_manifest(root)
     copied_before = report.copied  # the report covers the region's other buckets too
     seen: set[str] = set()
@@ -108,6 +111,7 @@ def _sync_bucket(
                     on_object(report)
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)
+            unfinished.touch()  # until the manifest is saved: the next import cleans up
             partial = local.with_name(f"{TMP_MARK}{local.name}.{uuid.uuid4().hex[:8]}")
             try:
                 client.download_file(bucket, key, str(partial))
@@ -129,6 +133,7 @@ def _sync_bucket(
     if gone or report.copied > copied_before:  # else the tree is as the last import left it
         _prune_empty_dirs(root)
         _save_manifest(root, manifest)
+    unfinished.unlink(missing_ok=True)
 
 
 def _prune_empty_dirs(root: Path) -> None:

@@ -136,6 +136,11 @@ def test_killed_import_leaves_no_partial_file_under_a_final_name(stack, tmp_path
     assert report.copied == 1
     assert final.stat().st_size == len(payload)
     assert not list((tmp_path / "scratch-kill").rglob(".proxima-partial-*"))
+    assert not (tmp_path / "scratch-kill" / repository.UNFINISHED).exists()
+    # an import that finished leaves nothing to clean: the next one does not walk the tree
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "rglob", lambda *_: pytest.fail("walked the tree"))
+        assert repository.import_region(region, tmp_path).copied == 0
     client.delete_object(Bucket="scratch-kill", Key="big/file.nc")
 
 
