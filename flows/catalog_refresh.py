@@ -131,21 +131,12 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     # run it in the flow's own process, far from the data.
     imported = import_repository.submit(region).result()
     digest, documents = check_unchanged.submit(region, catalog, index).result()
-    if documents is not None:
-        return {
-            "region": region.name,
-            **refresh.Diff(unchanged=documents).summary(),
-            "quarantined": 0,
-            "superseded": 0,
-            "quarantined_paths": [],
-            "bytes": 0,
-            "imported_bytes": imported["bytes_copied"],
-            "seconds": round(time.perf_counter() - started, 2),
-            "short_circuit": True,
-        }
-    plan = scan_and_diff.submit(region, catalog, index).result()
-    extracted = extract_headers.submit(region, plan.todo, catalog, index).result()
-    write_catalog.submit(region, catalog, index, plan.deleted, digest).result()
+    if documents is not None:  # the tree the catalog already reflects: nothing to do
+        plan, extracted = refresh.Diff(unchanged=documents), refresh.BatchReport()
+    else:
+        plan = scan_and_diff.submit(region, catalog, index).result()
+        extracted = extract_headers.submit(region, plan.todo, catalog, index).result()
+        write_catalog.submit(region, catalog, index, plan.deleted, digest).result()
     return {
         "region": region.name,
         **plan.summary(),
@@ -155,7 +146,7 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
         "bytes": plan.scanned_bytes,
         "imported_bytes": imported["bytes_copied"],
         "seconds": round(time.perf_counter() - started, 2),
-        "short_circuit": False,
+        "short_circuit": documents is not None,
     }
 
 
