@@ -89,7 +89,8 @@ def watch_run(
         The flow run in its last state seen.
     """
     seen: dict[str, str] = {}
-    said: set[UUID] = set()
+    said: set[UUID] = set()  # progress log lines
+    states_said: set[UUID] = set()
     since: Any = None  # the newest log seen: each poll reads only what came after
     ending = False
     with get_client(sync_client=True) as client:
@@ -100,11 +101,17 @@ def watch_run(
                     parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
                 )
             )
-            for item in [run, *sorted(children, key=lambda r: r.name)]:
-                label = "run" if item.id == run.id else item.name
-                if item.state_name and seen.get(label) != item.state_name:
-                    seen[label] = item.state_name
-                    say(f"{label}: {item.state_name}")
+            # every state the run went through, in order (a warm run can pass through
+            # Running between two polls); the subflows' current states
+            history = client.read_flow_run_states(flow_run_id)
+            for state in sorted(history, key=lambda s: s.timestamp):
+                if state.id not in states_said:
+                    states_said.add(state.id)
+                    say(f"run: {state.name}")
+            for item in sorted(children, key=lambda r: r.name):
+                if item.state_name and seen.get(item.name) != item.state_name:
+                    seen[item.name] = item.state_name
+                    say(f"{item.name}: {item.state_name}")
             if children:
                 logs = client.read_logs(
                     log_filter=LogFilter(

@@ -166,7 +166,7 @@ def unchanged_since_last_refresh(
     concrete = opensearch.alias_target(client, index) or index
     try:
         snapshot = json.loads(_snapshot_file(root, concrete).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):  # none yet, or a root it cannot be under
         return None
     if snapshot.get("digest") != digest:
         return None
