@@ -85,7 +85,7 @@ def resolve(value: Any, refs: dict[str, str]) -> str:
         if fn == "Fn::Sub":
             text = arg if isinstance(arg, str) else arg[0]
             return re.sub(r"\$\{([^}]+)\}", lambda m: refs.get(m[1], f"<{m[1]}>"), text)
-    return f"<{json.dumps(value)[:40]}>"
+    return f"<{next(iter(value)) if isinstance(value, dict) else value}>"
 
 
 def _listed(value: Any) -> list[Any]:

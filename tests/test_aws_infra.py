@@ -131,7 +131,7 @@ def test_the_client_side_of_each_peering_is_wired_by_its_data_region_stack(synth
     _, t = synth
     data = t["proxima-data-us-east-1"]
     calls = [
-        json.loads(resolve_join(r["Properties"]["Create"]))
+        json.loads(iam.resolve(r["Properties"]["Create"], {}))
         for r in data.find_resources("Custom::AWS").values()
     ]
     actions = sorted(c["action"] for c in calls)
@@ -146,14 +146,6 @@ def test_the_client_side_of_each_peering_is_wired_by_its_data_region_stack(synth
     assert all(r["parameters"]["DestinationCidrBlock"] == "10.1.0.0/16" for r in routes)
     outputs = t["proxima-client"].find_outputs("*")
     assert "ClientRouteTableIds" in outputs and "CatalogDomainArn" in outputs
-
-
-def resolve_join(value) -> str:
-    """A Fn::Join of a custom resource's call as text, tokens as placeholders."""
-    if isinstance(value, str):
-        return value
-    sep, parts = value["Fn::Join"]
-    return sep.join(p if isinstance(p, str) else "<token>" for p in parts)
 
 
 def test_lustre_traffic_is_allowed_both_ways_between_servers_and_hosts(synth):

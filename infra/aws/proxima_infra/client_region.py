@@ -222,18 +222,18 @@ class ClientRegionStack(Stack):
             description="Prefect flow-run tasks: outbound to the catalog, Dask and Prefect",
         )
         search_sg.add_ingress_rule(flow_run_sg, ec2.Port.tcp(443), "flow runs search the catalog")
-        worker_policy = worker_td.task_role
+        worker_role = worker_td.task_role
         # RunTask, StopTask and DescribeTasks can be limited to the one cluster;
         # task-definition and network lookups support no such condition (an
         # ecs:cluster condition on them would deny them).
-        worker_policy.add_to_principal_policy(
+        worker_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks"],
                 resources=["*"],
                 conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
             )
         )
-        worker_policy.add_to_principal_policy(
+        worker_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[
                     "ecs:RegisterTaskDefinition",
@@ -247,14 +247,14 @@ class ClientRegionStack(Stack):
                 resources=["*"],
             )
         )
-        worker_policy.add_to_principal_policy(  # tags on the tasks it starts
+        worker_role.add_to_principal_policy(  # tags on the tasks it starts
             iam.PolicyStatement(
                 actions=["ecs:TagResource"],
                 resources=["*"],
                 conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
             )
         )
-        worker_policy.add_to_principal_policy(
+        worker_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
                 resources=[

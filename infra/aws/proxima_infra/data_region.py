@@ -257,12 +257,14 @@ class DataRegionStack(Stack):
             removal_policy=RemovalPolicy.DESTROY,
         )
         tls = secretsmanager.Secret.from_secret_name_v2(self, "DaskTls", f"{cfg.project}/dask-tls")
+        image, _ = container_image(self, cfg)  # one image for every task of the stack
         scheduler_td = self._task(
             cfg,
             region_cfg,
             "Scheduler",
             log_group,
             tls,
+            image,
             tls_command(
                 "scheduler",
                 "--protocol",
@@ -281,6 +283,7 @@ class DataRegionStack(Stack):
             "Worker",
             log_group,
             tls,
+            image,
             tls_command(
                 "worker",
                 f"tls://scheduler.{region_cfg.region}.{cfg.project}.internal:{DASK_SCHEDULER_PORT}",
@@ -289,6 +292,14 @@ class DataRegionStack(Stack):
             ),
             cpu=4096,
             memory=30000,
+            # a fixed name: the catalog stack maps it to an OpenSearch role before this
+            # stack exists (catalog_roles.py)
+            task_role=iam.Role(
+                self,
+                "WorkerTaskRole",
+                role_name=worker_role_name(cfg.project, region_cfg.region),
+                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            ),
         )
         # The refresh flow's import and catalog writes run on the workers (proxima/
         # repository.py's fsx_import, proxima/catalog/refresh.py's bulk writes).
@@ -360,12 +371,6 @@ class DataRegionStack(Stack):
             description="Accept in the client region; add it to the client config",
         )
 
-    def _image(self, cfg: InfraConfig) -> ecs.ContainerImage:
-        """One image asset per stack, shared by its task definitions."""
-        if not hasattr(self, "_project_image"):
-            self._project_image, _ = container_image(self, cfg)
-        return self._project_image
-
     def _task(
         self,
         cfg: InfraConfig,
@@ -373,28 +378,17 @@ class DataRegionStack(Stack):
         role: str,
         log_group: logs.ILogGroup,
         tls: secretsmanager.ISecret,
+        image: ecs.ContainerImage,
         command: list[str],
         *,
         cpu: int,
         memory: int,
+        task_role: iam.IRole | None = None,
     ) -> ecs.Ec2TaskDefinition:
-        # The worker's task role has a fixed name: the catalog stack maps it to an
-        # OpenSearch role before this stack exists (catalog_roles.py).
-        task_role = (
-            iam.Role(
-                self,
-                "WorkerTaskRole",
-                role_name=worker_role_name(cfg.project, region_cfg.region),
-                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            )
-            if role == "Worker"
-            else None
-        )
         td = ecs.Ec2TaskDefinition(
             self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role
         )
         td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
-        image = self._image(cfg)
         container = td.add_container(
             role,
             image=image,
