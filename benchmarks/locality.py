@@ -1,11 +1,14 @@
 """The locality benchmark on the testbed (needs root): the same analysis three ways, over
 a sweep of input sizes and link rates.
 
-(a) Proxima: ``proxima analyze`` (a new process, as a user runs it): regional subflows
-    next to the data, partial aggregates cross the links.
+(a) Proxima from a notebook: ``proxima.connect().analyze(request)`` in this (warm)
+    process, like (b) and (c): regional subflows next to the data, partial aggregates
+    cross the links.
 (b) pull-to-client: the client downloads the assets from each region's S3 endpoint
     across the links (regions in parallel) and reduces them itself with the same kernel.
 (c) plain Dask on the regional clusters with the same kernel, without Prefect.
+(a') Proxima from the shell: ``proxima analyze`` in a new process, which first imports
+    Prefect, distributed and xarray (what a new process pays, which (b) and (c) do not).
 
 Data: hourly 1° ERA5-like NetCDF, us-east-1 holding 2020-01..06 and us-west-2
 2021-01..06. A request over ``m`` months per region spans the year boundary
@@ -52,14 +55,20 @@ from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 from proxima.baselines import pull_partial  # noqa: E402
+from proxima.client import Proxima  # noqa: E402
 from proxima.config import StackConfig, load_stack_config  # noqa: E402
 from proxima.platform import from_stack  # noqa: E402
-from proxima.settings import ProximaSettings  # noqa: E402
+from proxima.settings import ProximaSettings, get_settings  # noqa: E402
 from proxima.stack import manager  # noqa: E402
 
 STATE = ROOT / ".state" / "testbed-bench"
 DEFAULT = (3, 100.0)  # months per region, Mbit/s
-STRATEGIES = ("(a) Proxima", "(b) pull-to-client", "(c) plain Dask, regional")
+STRATEGIES = (
+    "(a) Proxima, notebook",
+    "(b) pull-to-client",
+    "(c) plain Dask, regional",
+    "(a') Proxima CLI, new process",
+)
 
 
 def _config_file(resolution: float) -> Path:
@@ -113,6 +122,10 @@ class Bench:
             "PROXIMA_PORT_OFFSET": "0",
         }
         self.env.pop("PREFECT_API_URL", None)
+        os.environ.update({k: self.env[k] for k in ("PROXIMA_STATE_DIR", "PROXIMA_STACK_CONFIG")})
+        os.environ["PROXIMA_PORT_OFFSET"] = "0"  # the in-process flow reads the stack from these
+        get_settings.cache_clear()
+        self.notebook_client = Proxima(self.platform, config.prefect.api_url)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -128,6 +141,9 @@ class Bench:
         out = fn()
         seconds = time.perf_counter() - t0
         return out, seconds, testbed.delta(before, testbed.counters(self.config))
+
+    def notebook(self, request: dict[str, Any]) -> Any:
+        return data_variable(self.notebook_client.analyze(request, progress=None))
 
     def proxima(self, request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         path = Path(tempfile.mkdtemp()) / "request.json"
@@ -177,16 +193,20 @@ class Bench:
         """The three strategies on one (size, rate) point; their answers must agree."""
         testbed.up(self.config, rate_mbit=rate)
         request = request_for(months, f"locality-{months}m-{rate:g}")
-        (a_result, summary), a_s, a_moved = self.measured(lambda: self.proxima(request))
+        a_result, a_s, a_moved = self.measured(lambda: self.notebook(request))
+        (cli_result, summary), cli_s, cli_moved = self.measured(lambda: self.proxima(request))
         specs = self.specs(request)
         b_result, b_s, b_moved = self.measured(lambda: self.pull(specs))
         c_result, c_s, c_moved = self.measured(lambda: self.plain(specs))
         dims = a_result.dims
-        for other in (b_result, c_result):
+        for other in (b_result, c_result, cli_result):
             np.testing.assert_allclose(a_result.values, other.transpose(*dims).values, rtol=1e-9)
         rows = []
         for name, secs, moved in zip(
-            STRATEGIES, (a_s, b_s, c_s), (a_moved, b_moved, c_moved), strict=True
+            STRATEGIES,
+            (a_s, b_s, c_s, cli_s),
+            (a_moved, b_moved, c_moved, cli_moved),
+            strict=True,
         ):
             to_r, from_r = _moved(moved)
             rows.append(
@@ -224,7 +244,7 @@ def fit(points: list[dict[str, Any]]) -> dict[str, Any]:
     c = np.array([p["compressed_bytes"] for p in points], dtype=float)
     link = np.array([2 * p["rate_mbit"] * 1e6 / 8 for p in points])  # bytes/s, 2 regions
     model: dict[str, Any] = {"compression_ratio": float((c / d).mean())}
-    for i, key in ((0, "proxima"), (2, "plain_dask")):
+    for i, key in ((0, "proxima"), (2, "plain_dask"), (3, "proxima_cli")):
         t = np.array([p["rows"][i]["seconds"] for p in points])
         (slope, fixed), *_ = np.linalg.lstsq(np.c_[d, np.ones_like(d)], t, rcond=None)
         model[key] = {"fixed_s": float(fixed), "throughput_mb_s": float(1 / slope / 1e6)}
@@ -313,6 +333,7 @@ def main() -> None:
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         bench.proxima(request_for(1, "locality-warm-up"))  # worker imports, as a second run
+        bench.notebook(request_for(1, "locality-warm-up"))  # this process's flow imports
         for months, rate in grid:
             points.append(bench.point(months, rate))
     finally:
@@ -329,8 +350,8 @@ def main() -> None:
         f"links {DEFAULT[1]:g} Mbit/s (tbf); answers of the three strategies equal (rtol 1e-9).",
         "",
         "| GB decoded | Mbit/s | (a) Proxima s | (b) pull s | (c) plain Dask s | (b)/(a) | "
-        "bytes (a) | bytes (b) | bytes (a)/(b) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(a') CLI s | (b)/(a') | bytes (a) | bytes (b) | bytes (a)/(b) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         r = p["rows"]
@@ -338,14 +359,16 @@ def main() -> None:
         lines.append(
             f"| {p['decoded_bytes'] / 1e9:.2f} | {p['rate_mbit']:g} | {r[0]['seconds']:.1f} | "
             f"{r[1]['seconds']:.1f} | {r[2]['seconds']:.1f} | "
-            f"{r[1]['seconds'] / r[0]['seconds']:.1f} | {ab:,} | {bb:,} | {ab / bb:.4f} |"
+            f"{r[1]['seconds'] / r[0]['seconds']:.1f} | {r[3]['seconds']:.1f} | "
+            f"{r[1]['seconds'] / r[3]['seconds']:.1f} | {ab:,} | {bb:,} | {ab / bb:.4f} |"
         )
     speedup = b["seconds"] / a["seconds"]
     byte_ratio = sum(_moved(a["per_link"])) / sum(_moved(b["per_link"]))
     lines += [
         "",
         f"default point: Proxima {speedup:.1f}x faster than the pull; bytes (a)/(b) "
-        f"{byte_ratio:.4f}; time (a)/(c) {a['seconds'] / rows[2]['seconds']:.2f}",
+        f"{byte_ratio:.4f}; time (a)/(c) {a['seconds'] / rows[2]['seconds']:.2f}; from a "
+        f"new process (a') {b['seconds'] / rows[3]['seconds']:.1f}x",
     ]
     result: dict[str, Any] = {
         "machine": info,
@@ -353,6 +376,7 @@ def main() -> None:
         "bytes_read": default["decoded_bytes"],
         "rows": rows,
         "speedup_vs_pull": speedup,
+        "speedup_vs_pull_cli": b["seconds"] / rows[3]["seconds"],
         "bytes_ratio_vs_pull": byte_ratio,
         "sweep": points,
     }
@@ -360,11 +384,13 @@ def main() -> None:
         model = fit(points)
         result["model"] = model
         result["extrapolation"] = extrapolate(model)
-        p, pull = model["proxima"], model["pull"]
+        p, pull, cli = model["proxima"], model["pull"], model["proxima_cli"]
         lines += [
             "",
             f"fitted: Proxima = {p['fixed_s']:.1f} s + decoded / {p['throughput_mb_s']:.0f} MB/s "
-            f"(both regions); plain Dask = {model['plain_dask']['fixed_s']:.1f} s + decoded / "
+            f"(both regions; from a new process {cli['fixed_s']:.1f} s + decoded / "
+            f"{cli['throughput_mb_s']:.0f} MB/s); plain Dask = "
+            f"{model['plain_dask']['fixed_s']:.1f} s + decoded / "
             f"{model['plain_dask']['throughput_mb_s']:.0f} MB/s; pull = {pull['fixed_s']:.1f} s + "
             f"on-disk bytes / ({pull['link_efficiency']:.2f} x link rate x 2 links) + decode "
             f"({pull['client_decode_mb_s'] or 0:.0f} MB/s); on-disk / decoded = "

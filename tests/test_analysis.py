@@ -415,6 +415,31 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
     assert np.isfinite(data_variable(result).values).all()
 
 
+def test_the_platform_loads_from_blocks_in_one_call_and_names_a_missing_one(stack):
+    from prefect.client.orchestration import get_client
+
+    from blocks.opensearch_catalog import OpenSearchCatalog
+    from proxima.errors import ConfigurationError
+    from proxima.platform import load
+    from proxima.platform.blocks import CATALOG_BLOCK, save_blocks
+
+    save_blocks()
+    platform = load()
+    assert platform.region_names == ["us-east-1", "us-west-2"]
+    assert (
+        platform.region("us-west-2").scheduler_address
+        == stack.region("us-west-2").scheduler_address
+    )
+    catalog = OpenSearchCatalog.load(CATALOG_BLOCK)
+    with get_client(sync_client=True) as client:
+        client.delete_block_document(catalog._block_document_id)
+    try:
+        with pytest.raises(ConfigurationError, match=r"no saved .* block named 'proxima-catalog'"):
+            load()
+    finally:
+        save_blocks()
+
+
 def test_zarr_output(catalog):
     request = {
         "selection": {**BASE, "bbox": PACIFIC},

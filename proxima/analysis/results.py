@@ -195,7 +195,9 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Fixed margins: tight_layout drew the figure twice (~40 % of the plot's time).
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=90)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.14, top=0.9)
     data = da
     extra = [d for d in data.dims if d not in ("lat", "lon")]
     if "lat" in data.dims and "lon" in data.dims:
@@ -233,7 +235,6 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
         ax.axis("off")
     ax.set_title(title, fontsize=9)
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()

@@ -14,8 +14,9 @@ def load() -> Platform:
     """
     from proxima.platform import blocks  # Prefect is imported only when it is needed
 
-    names = blocks.region_names()
-    return blocks.from_blocks(names) if names else from_stack()
+    documents = blocks.saved()
+    names = blocks.region_names(documents)
+    return blocks.from_blocks(names, documents) if names else from_stack()
 
 
 __all__ = ["Platform", "Region", "from_stack", "load"]
