@@ -58,9 +58,16 @@ def check_unchanged(
 
 
 @task(name="scan-and-diff", task_run_name="scan-and-diff-{region.name}", retries=1)
-def scan_and_diff(region: Region, catalog: CatalogConnection, index: str) -> refresh.Diff:
-    """Walk the file system and compare it with the region's documents."""
+def scan_and_diff(
+    region: Region, catalog: CatalogConnection, index: str, source: str | None = None
+) -> refresh.Diff:
+    """Walk the file system and compare it with the region's documents; in a full
+    rebuild into ``index``, first copy unchanged assets' documents from the old index
+    ``source`` inside OpenSearch (only what changed is read again).
+    """
     client = opensearch.connect_catalog(catalog)
+    if source:
+        return refresh.rebuild_diff(client, region, region.root, source, index)
     found = refresh.scan_region(region, region.root)
     return refresh.diff(found, refresh.existing(client, index, region.name))
 
@@ -124,8 +131,12 @@ def write_catalog(
 
 
 @flow(name="refresh-region", log_prints=True)
-def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
-    """Refresh one region's part of the catalog (runs on that region's cluster)."""
+def refresh_region(
+    region: Region, catalog: CatalogConnection, index: str, source: str | None = None
+) -> dict[str, Any]:
+    """Refresh one region's part of the catalog (runs on that region's cluster); in a
+    full rebuild into ``index``, ``source`` is the index it replaces.
+    """
     started = time.perf_counter()
     # .submit() sends each task to the region's Dask cluster; a direct call would
     # run it in the flow's own process, far from the data.
@@ -134,7 +145,7 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
     if documents is not None:  # the tree the catalog already reflects: nothing to do
         plan, extracted = refresh.Diff(unchanged=documents), refresh.BatchReport()
     else:
-        plan = scan_and_diff.submit(region, catalog, index).result()
+        plan = scan_and_diff.submit(region, catalog, index, source).result()
         extracted = extract_headers.submit(region, plan.todo, catalog, index).result()
         write_catalog.submit(region, catalog, index, plan.deleted, digest).result()
     return {
@@ -151,10 +162,17 @@ def refresh_region(region: Region, catalog: CatalogConnection, index: str) -> di
 
 
 @task(name="refresh-region-on-its-cluster", task_run_name="refresh-{region.name}")
-def run_region(region: Region, catalog: CatalogConnection, index: str) -> dict[str, Any]:
+def run_region(
+    region: Region, catalog: CatalogConnection, index: str, source: str | None = None
+) -> dict[str, Any]:
     """Run the regional subflow bound to the region's own Dask scheduler."""
     return run_regional_subflow(
-        refresh_region, region, f"refresh-{region.name}", catalog=catalog, index=index
+        refresh_region,
+        region,
+        f"refresh-{region.name}",
+        catalog=catalog,
+        index=index,
+        source=source,
     )
 
 
@@ -216,13 +234,14 @@ def _refresh(
     index = opensearch.ensure_alias(client, alias, MAPPING)
     # Writes go through the alias: a full rebuild may swap it and drop the old index
     # while this refresh runs, and a resolved index name would then be gone (404).
-    target = alias
+    target, source = alias, None
     if full_rebuild:
         others = sorted(set(platform.region_names) - {r.name for r in selected})
         target, orphans = refresh.prepare_rebuild(client, alias, keep=others)
+        source = index  # what the alias served until now: unchanged documents come from it
         if orphans:
             logger.warning("removed orphaned catalog indices %s", orphans)
-    results, failures = _run_regions(platform, selected, target)
+    results, failures = _run_regions(platform, selected, target, source)
     if full_rebuild:
         old = refresh.finish_rebuild(client, alias, target, succeeded=not failures)
         if not failures:
@@ -239,13 +258,13 @@ def _refresh(
 
 
 def _run_regions(
-    platform: Platform, selected: list[Region], index: str
+    platform: Platform, selected: list[Region], index: str, source: str | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every selected region's subflow at once, with a progress artifact."""
     progress = create_progress_artifact(
         progress=0.0, key="catalog-refresh-progress", description="regions refreshed"
     )
-    futures = [run_region.submit(r, platform.catalog, index) for r in selected]
+    futures = [run_region.submit(r, platform.catalog, index, source) for r in selected]
     results, failures = [], []
     for done, future in enumerate(as_completed(futures), start=1):
         try:

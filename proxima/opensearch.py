@@ -291,6 +291,42 @@ def scan(
         client.delete_pit(body={"pit_id": [pit]})
 
 
+def copy_documents(
+    client: OpenSearch, source: str, dest: str, ids: list[str], *, chunk: int = 10_000
+) -> int:
+    """Copy the documents ``ids`` from index ``source`` to ``dest`` inside the cluster
+    (``_reindex``: nothing travels through this process), keeping their external
+    versions, so a newer document already in ``dest`` is never overwritten.
+
+    Returns:
+        How many were written.
+
+    Raises:
+        ProximaError: when any document could not be copied.
+    """
+    copied = 0
+    for start in range(0, len(ids), chunk):
+        out = client.reindex(
+            body={
+                "conflicts": "proceed",
+                "source": {
+                    "index": source,
+                    "query": {"ids": {"values": ids[start : start + chunk]}},
+                    "size": 1000,
+                },
+                "dest": {"index": dest, "version_type": "external"},
+            },
+            refresh=False,
+            request_timeout=600,
+        )
+        if out.get("failures"):
+            raise ProximaError(
+                f"copying documents from {source} to {dest} failed, first: {out['failures'][:3]}"
+            )
+        copied += int(out.get("created", 0)) + int(out.get("updated", 0))
+    return copied
+
+
 LOCKS_INDEX = "proxima-locks"
 
 

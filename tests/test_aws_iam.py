@@ -65,6 +65,10 @@ def workflow_calls(data, catalog, settings, config) -> list[tuple[str, dict[str,
     assert config.record_calls, "tests/stack.yaml must set record_calls: true"
     directory = calls_dir(settings)
     started = time.time()
+    # a changed file per region: its workers read it and bulk-write its document; the
+    # rebuild's workers copy the unchanged documents inside OpenSearch
+    for region in config.regions:
+        os.utime(next(settings.region_root(region.name).rglob("*.nc")))
     with call_log.recording(directory):
         catalog_refresh()
         catalog_refresh(full_rebuild=True)
@@ -106,6 +110,7 @@ def test_every_catalog_call_of_the_workflows_is_allowed_to_its_role(roles, workf
     kinds = {(who, c["action"], c["resource"]) for who, c in workflow_calls}
     assert any(w == "analyst" and "_search" in r for w, _, r in kinds)  # what was recorded
     assert any(w.startswith("worker:") and r == "/_bulk" for w, _, r in kinds)
+    assert any(w.startswith("worker:") and r == "/_reindex" for w, _, r in kinds)
     assert not _denied(roles, workflow_calls)
 
 

@@ -15,7 +15,7 @@ from flows.catalog_refresh import catalog_refresh
 from proxima import datagen, opensearch, s3
 from proxima.catalog import refresh
 from proxima.catalog.geo import wrap180
-from proxima.catalog.model import MAPPING
+from proxima.catalog.model import MAPPING, SCHEMA_VERSION, asset_id
 from proxima.catalog.search import CatalogQuery, facet_counts, search
 from proxima.datagen import era5
 from proxima.platform import from_stack
@@ -276,6 +276,41 @@ def test_corrupt_assets_are_quarantined_not_fatal(catalog, data, settings, os_cl
         shutil.rmtree(root)
         out = catalog_refresh(regions=["us-east-1"])["regions"][0]
         assert out["deleted"] == 4
+
+
+def test_a_full_rebuild_copies_unchanged_documents_and_reads_only_the_rest(
+    catalog, data, settings, os_client
+):
+    region = "us-west-2"
+    alias = data.opensearch.alias
+    root = settings.region_root(region)
+    junk = root / "era5-europe" / "junk" / "junk.nc"
+    junk.parent.mkdir(parents=True, exist_ok=True)
+    junk.write_bytes(b"this is not HDF5" * 100)  # quarantined: a rebuild tries it again
+    try:
+        catalog_refresh(regions=[region])
+        query = {"term": {"region": region}}
+        before = {h["_id"]: h["_source"] for h in opensearch.scan(os_client, alias, query)}
+        readable = sorted(i for i, doc in before.items() if not doc["quarantined"])
+        stale, touched = readable[0], readable[1]
+        # written by an older catalog version: read again, never copied
+        os_client.update(index=alias, id=stale, body={"doc": {"catalog_version": 0}}, refresh=True)
+        os.utime(root / before[touched]["path"])  # changed since the last refresh
+        out = catalog_refresh(regions=[region], full_rebuild=True)["regions"][0]
+        after = {h["_id"]: h["_source"] for h in opensearch.scan(os_client, alias, query)}
+        assert set(after) == set(before)
+        assert (out["new"], out["changed"], out["copied"]) == (2, 1, len(before) - 3)
+        reread = {stale, touched, asset_id(region, junk.relative_to(root).as_posix())}
+        for id_, doc in after.items():
+            if id_ in reread:
+                assert doc["indexed_at"] > before[id_]["indexed_at"], doc["path"]
+            else:  # copied inside OpenSearch: the very document the old index held
+                assert doc == before[id_]
+        assert after[stale]["catalog_version"] == SCHEMA_VERSION
+        assert after[touched]["mtime_ns"] > before[touched]["mtime_ns"]
+    finally:
+        junk.unlink(missing_ok=True)
+        catalog_refresh(regions=[region])
 
 
 @pytest.mark.reliability

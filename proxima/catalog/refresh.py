@@ -17,7 +17,7 @@ from opensearchpy import OpenSearch
 
 from proxima import opensearch, repository
 from proxima.catalog.extract import extract, tree_stat
-from proxima.catalog.model import MAPPING, asset_id
+from proxima.catalog.model import MAPPING, SCHEMA_VERSION, asset_id
 from proxima.opensearch import CatalogConnection
 from proxima.platform.model import Region
 
@@ -45,6 +45,8 @@ class Diff:
     changed: list[Candidate] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
+    unchanged_ids: list[str] = field(default_factory=list)
+    copied: int = 0  # a full rebuild: unchanged documents copied from the old index
     scanned_bytes: int = 0
 
     @property
@@ -59,6 +61,7 @@ class Diff:
             "changed": len(self.changed),
             "deleted": len(self.deleted),
             "unchanged": self.unchanged,
+            "copied": self.copied,
         }
 
 
@@ -209,8 +212,12 @@ def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int
     }
 
 
-def diff(candidates: list[Candidate], current: dict[str, tuple[int, int]]) -> Diff:
-    """Compare the file system with the catalog by (size, mtime)."""
+def diff(
+    candidates: list[Candidate], current: dict[str, tuple[int, int]], *, keep_ids: bool = False
+) -> Diff:
+    """Compare the file system with the catalog by (size, mtime); with ``keep_ids``, the
+    unchanged assets' ids are listed too (else only counted).
+    """
     result = Diff()
     seen = set()
     for cand in candidates:
@@ -222,8 +229,42 @@ def diff(candidates: list[Candidate], current: dict[str, tuple[int, int]]) -> Di
             result.changed.append(cand)
         else:
             result.unchanged += 1
+            if keep_ids:
+                result.unchanged_ids.append(cand.id)
     result.deleted = sorted(set(current) - seen)
     return result
+
+
+def reusable(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
+    """Id → (size, mtime_ns) of the region's documents in ``index`` that a full rebuild
+    may copy as they are: written by this catalog version (a newer extractor reads
+    every header again) and not quarantined (a rebuild retries those).
+    """
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"region": region}},
+                {"term": {"catalog_version": SCHEMA_VERSION}},
+                {"term": {"quarantined": False}},
+            ]
+        }
+    }
+    return {
+        hit["_id"]: (hit["_source"].get("size", -1), hit["_source"].get("mtime_ns", -1))
+        for hit in opensearch.scan(client, index, query, source=["size", "mtime_ns"])
+    }
+
+
+def rebuild_diff(client: OpenSearch, region: Region, root: str, source: str, target: str) -> Diff:
+    """A full rebuild's plan for one region: documents of unchanged assets are copied
+    from the old index ``source`` into ``target`` inside OpenSearch; the rest (new,
+    changed, quarantined, or from an older catalog version) are left to be read.
+    Assets gone from the file system are simply not copied.
+    """
+    plan = diff(scan_region(region, root), reusable(client, source, region.name), keep_ids=True)
+    plan.copied = opensearch.copy_documents(client, source, target, plan.unchanged_ids)
+    plan.unchanged_ids, plan.deleted = [], []
+    return plan
 
 
 BATCH_ASSETS = 200  # assets per extraction task: amortises a task and a bulk request

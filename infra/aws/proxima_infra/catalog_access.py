@@ -29,7 +29,8 @@ def statements(domain_arn: str, project: str, caller: Caller) -> list[iam.Policy
         project: The project name; the catalog alias is ``<project>-assets``.
         caller: ``analyst`` (searches: the analysis flow and notebooks), ``refresh``
             (the catalog-refresh flow: aliases, rebuilds, the lease) or ``worker``
-            (a data region's Dask workers: diff scans and bulk writes of documents).
+            (a data region's Dask workers: diff scans, bulk writes of documents and,
+            in a rebuild, server-side copies of unchanged ones).
     """
     alias = f"{project}-assets"
     # the alias is looked up by its name and by an index's (GET /_alias/<index>)
@@ -41,13 +42,12 @@ def statements(domain_arn: str, project: str, caller: Caller) -> list[iam.Policy
             iam.PolicyStatement(actions=READ, resources=indices + pit),
             iam.PolicyStatement(actions=["es:ESHttpDelete"], resources=pit[1:]),
         ]
-    shared = [*indices, *pit, f"{domain_arn}/_bulk"]
+    shared = [*indices, *pit, f"{domain_arn}/_bulk", f"{domain_arn}/_reindex"]
     if caller == "worker":
         return [iam.PolicyStatement(actions=WRITE, resources=shared)]
     refresh_only = [
         f"{domain_arn}/{LOCKS_INDEX}",
         f"{domain_arn}/{LOCKS_INDEX}/*",
         f"{domain_arn}/_aliases",
-        f"{domain_arn}/_reindex",
     ]
     return [iam.PolicyStatement(actions=WRITE, resources=shared + refresh_only)]

@@ -8,7 +8,8 @@ indices and actions OpenSearch itself then allows:
 * ``proxima_analyst``: read and point-in-time scans of the catalog indices;
 * ``proxima_refresh``: everything on the catalog indices and the rebuild lease index,
   alias changes and ``_reindex``;
-* ``proxima_worker``: everything on the catalog indices (bulk writes from Dask workers).
+* ``proxima_worker``: everything on the catalog indices (bulk writes from Dask workers,
+  and ``_reindex`` copies of unchanged documents in a rebuild).
 
 ``all_access`` is mapped to the administrators' role and to this function's role.
 Nothing is removed on Delete: the domain is deleted or retained with its stack.
