@@ -291,28 +291,35 @@ def scan(
         client.delete_pit(body={"pit_id": [pit]})
 
 
-def copy_documents(
-    client: OpenSearch, source: str, dest: str, ids: list[str], *, chunk: int = 10_000
-) -> int:
+COPY_IDS = 10_000  # ids per _reindex request
+COPY_BATCH = 1_000  # documents per scroll batch inside it
+
+
+def copy_documents(client: OpenSearch, source: str, dest: str, ids: list[str]) -> int:
     """Copy the documents ``ids`` from index ``source`` to ``dest`` inside the cluster
     (``_reindex``: nothing travels through this process), keeping their external
     versions, so a newer document already in ``dest`` is never overwritten.
 
+    Each request stays at a few scroll batches: OpenSearch 2.19 answers with one
+    ``TASK_RESOURCE_USAGE`` header per batch, and Python's HTTP client refuses a
+    response with more than 100 headers (the client then retried the whole copy).
+
     Returns:
-        How many were written.
+        How many of ``ids`` ``dest`` now holds from ``source`` (a document already there
+        at the same or a newer version, e.g. from a retried request, counts).
 
     Raises:
         ProximaError: when any document could not be copied.
     """
-    copied = 0
-    for start in range(0, len(ids), chunk):
+    present = 0
+    for start in range(0, len(ids), COPY_IDS):
         out = client.reindex(
             body={
                 "conflicts": "proceed",
                 "source": {
                     "index": source,
-                    "query": {"ids": {"values": ids[start : start + chunk]}},
-                    "size": 1000,
+                    "query": {"ids": {"values": ids[start : start + COPY_IDS]}},
+                    "size": COPY_BATCH,
                 },
                 "dest": {"index": dest, "version_type": "external"},
             },
@@ -323,8 +330,8 @@ def copy_documents(
             raise ProximaError(
                 f"copying documents from {source} to {dest} failed, first: {out['failures'][:3]}"
             )
-        copied += int(out.get("created", 0)) + int(out.get("updated", 0))
-    return copied
+        present += sum(int(out.get(k, 0)) for k in ("created", "updated", "version_conflicts"))
+    return present
 
 
 LOCKS_INDEX = "proxima-locks"

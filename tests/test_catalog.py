@@ -403,6 +403,31 @@ def test_older_extraction_never_overwrites_newer(stack, os_client):
     os_client.indices.delete(index=index)
 
 
+def test_copying_documents_keeps_versions_and_never_overwrites_newer(stack, os_client, monkeypatch):
+    source, dest = (opensearch.new_index_name(f"copy-{side}") for side in ("from", "to"))
+    for index in (source, dest):
+        opensearch.create_index(os_client, index, MAPPING)
+    docs = [
+        {"id": f"d{i}", "region": "r", "path": f"{i}.nc", "size": i, "mtime_ns": 1_000 + i}
+        for i in range(20)
+    ]
+    assert opensearch.bulk(os_client, refresh.index_actions(source, docs)).ok == 20
+    newer = {**docs[0], "size": 99, "mtime_ns": 5_000}  # re-read since the old index
+    assert opensearch.bulk(os_client, refresh.index_actions(dest, [newer])).ok == 1
+    monkeypatch.setattr(opensearch, "COPY_IDS", 7)  # several requests, several batches
+    monkeypatch.setattr(opensearch, "COPY_BATCH", 3)
+    ids = [d["id"] for d in docs]
+    assert opensearch.copy_documents(os_client, source, dest, ids) == 20
+    assert opensearch.copy_documents(os_client, source, dest, ids) == 20  # a retry: same
+    os_client.indices.refresh(index=dest)
+    assert os_client.count(index=dest)["count"] == 20
+    kept = os_client.get(index=dest, id="d0")
+    assert kept["_source"]["size"] == 99 and kept["_version"] == 5_000
+    copied = os_client.get(index=dest, id="d7")
+    assert copied["_source"]["size"] == 7 and copied["_version"] == 1_007
+    os_client.indices.delete(index=f"{source},{dest}")
+
+
 def test_the_cli_refresh_shows_each_region_and_its_progress(catalog, stack, settings):
     """`proxima catalog refresh` follows its run: each regional subflow by name, and the
     header extraction's progress (files done of total, bytes read)."""
