@@ -45,3 +45,8 @@ class OpenSearchCatalog(Block):
     aws_region: str | None = Field(default=None, description="Region of the SigV4 endpoint.")
     verify_certs: bool = Field(default=True, description="Verify the server's TLS certificate.")
     ca_certs: str | None = Field(default=None, description="CA bundle path for TLS verification.")
+    replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas of the catalog index: 0 on one node, 1 on a zone-aware pair.",
+    )

@@ -231,19 +231,20 @@ def _refresh(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     alias = platform.catalog_alias
-    index = opensearch.ensure_alias(client, alias, MAPPING)
+    replicas = platform.catalog.replicas
+    index = opensearch.ensure_alias(client, alias, MAPPING, replicas)
     # Writes go through the alias: a full rebuild may swap it and drop the old index
     # while this refresh runs, and a resolved index name would then be gone (404).
     target, source = alias, None
     if full_rebuild:
         others = sorted(set(platform.region_names) - {r.name for r in selected})
-        target, orphans = refresh.prepare_rebuild(client, alias, keep=others)
+        target, orphans = refresh.prepare_rebuild(client, alias, others, replicas)
         source = index  # what the alias served until now: unchanged documents come from it
         if orphans:
             logger.warning("removed orphaned catalog indices %s", orphans)
     results, failures = _run_regions(platform, selected, target, source)
     if full_rebuild:
-        old = refresh.finish_rebuild(client, alias, target, succeeded=not failures)
+        old = refresh.finish_rebuild(client, alias, target, not failures, replicas)
         if not failures:
             logger.info("alias %s now points at %s (was %s)", alias, target, old)
     create_table_artifact(

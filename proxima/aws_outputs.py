@@ -134,6 +134,7 @@ def blocks_from_outputs(
             "hosts": [endpoint],
             "auth": "sigv4",
             "aws_region": endpoint.split(".")[1] if "." in endpoint else None,
+            "replicas": int(client.get("CatalogReplicas", "0")),
         },
         "results": {"bucket": _need(client, client_name, "ResultsBucket")},
     }

@@ -89,6 +89,9 @@ class CatalogConnection(BaseModel):
     aws_secret_access_key: SecretStr | None = None
     verify_certs: bool = True
     ca_certs: str | None = None
+    replicas: int = Field(
+        default=0, ge=0, description="Replicas of the catalog index (1 on a zone-aware pair)."
+    )
 
     @property
     def endpoint(self) -> str:
@@ -132,9 +135,10 @@ def new_index_name(alias: str) -> str:
     return f"{alias}-v{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
 
 
-def create_index(client: OpenSearch, name: str, mapping: dict[str, Any]) -> None:
+def create_index(client: OpenSearch, name: str, mapping: dict[str, Any], replicas: int = 0) -> None:
     """Create ``name`` with ``mapping`` (the catalog's is ``catalog.model.MAPPING``)."""
-    client.indices.create(index=name, body={"settings": SETTINGS, "mappings": mapping})
+    settings = {**SETTINGS, "number_of_replicas": replicas}
+    client.indices.create(index=name, body={"settings": settings, "mappings": mapping})
 
 
 def alias_target(client: OpenSearch, alias: str) -> str | None:
@@ -147,9 +151,9 @@ def alias_target(client: OpenSearch, alias: str) -> str | None:
     return names[-1] if names else None
 
 
-def ensure_alias(client: OpenSearch, alias: str, mapping: dict[str, Any]) -> str:
-    """Make sure ``alias`` exists, creating a first versioned index (with ``mapping``)
-    if needed.
+def ensure_alias(client: OpenSearch, alias: str, mapping: dict[str, Any], replicas: int = 0) -> str:
+    """Make sure ``alias`` exists, creating a first versioned index (with ``mapping``
+    and ``replicas``) if needed.
     """
     try:
         target = alias_target(client, alias)
@@ -160,7 +164,7 @@ def ensure_alias(client: OpenSearch, alias: str, mapping: dict[str, Any]) -> str
         client.indices.put_mapping(index=target, body=mapping)
         return target
     name = new_index_name(alias)
-    create_index(client, name, mapping)
+    create_index(client, name, mapping, replicas)
     client.indices.update_aliases(body={"actions": [{"add": {"index": name, "alias": alias}}]})
     return name
 

@@ -60,6 +60,7 @@ def test_client_stack(synth):
     for name in (
         "OpenSearchEndpoint",
         "ResultsBucket",
+        "CatalogReplicas",
         "ClientVpcId",
         "AnalystRoleArn",
         "RefreshRoleArn",

@@ -52,6 +52,7 @@ OUTPUTS = {
     "proxima-client": {
         "OpenSearchEndpoint": "https://vpc-proxima.us-east-1.es.amazonaws.com",
         "ResultsBucket": "proxima-results-abc",
+        "CatalogReplicas": "1",
         "ClientVpcId": "vpc-1",
         "PrefectClusterArn": "arn:aws:ecs:us-east-1:111122223333:cluster/proxima-prefect",
         "FlowRunExecutionRoleArn": "arn:aws:iam::111122223333:role/exec",
@@ -94,6 +95,7 @@ def test_blocks_from_stack_outputs(tmp_path):
         "hosts": [OUTPUTS["proxima-client"]["OpenSearchEndpoint"]],
         "auth": "sigv4",
         "aws_region": "us-east-1",
+        "replicas": 1,
     }
     assert out["results"] == {"bucket": "proxima-results-abc"}
     from blocks import DataRegion, OpenSearchCatalog, ResultsStore

@@ -428,6 +428,23 @@ def test_copying_documents_keeps_versions_and_never_overwrites_newer(stack, os_c
     os_client.indices.delete(index=f"{source},{dest}")
 
 
+def test_a_rebuild_fills_without_replicas_and_refreshes_then_restores_them(stack, os_client):
+    alias = "replicas-test"
+    first = opensearch.ensure_alias(os_client, alias, MAPPING, replicas=1)
+    target, _ = refresh.prepare_rebuild(os_client, alias, [], replicas=1)
+
+    def settings(index: str) -> tuple[str, str]:
+        got = os_client.indices.get_settings(index=index)[index]["settings"]["index"]
+        return got["number_of_replicas"], got["refresh_interval"]
+
+    assert settings(first)[0] == "1"
+    assert settings(target) == ("0", "-1")  # nobody reads it until the swap
+    assert refresh.finish_rebuild(os_client, alias, target, True, replicas=1) == first
+    assert settings(target) == ("1", opensearch.SETTINGS["refresh_interval"])
+    assert opensearch.alias_target(os_client, alias) == target
+    os_client.indices.delete(index=target)
+
+
 def test_the_cli_refresh_shows_each_region_and_its_progress(catalog, stack, settings):
     """`proxima catalog refresh` follows its run: each regional subflow by name, and the
     header extraction's progress (files done of total, bytes read)."""

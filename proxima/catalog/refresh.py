@@ -338,18 +338,21 @@ def delete_actions(index: str, ids: list[str]) -> list[dict[str, Any]]:
     return [{"_op_type": "delete", "_index": index, "_id": i} for i in ids]
 
 
-def prepare_rebuild(client: OpenSearch, alias: str, keep: list[str]) -> tuple[str, list[str]]:
+def prepare_rebuild(
+    client: OpenSearch, alias: str, keep: list[str], replicas: int = 0
+) -> tuple[str, list[str]]:
     """A fresh index behind ``alias`` for a full rebuild, holding the documents of the
     regions ``keep`` (not being rebuilt); indices left by a killed rebuild are removed.
+    Nobody reads it until the swap, so it fills without replicas and without periodic
+    refreshes (:func:`finish_rebuild` restores both).
 
     Returns:
         The new index and the orphans removed.
     """
-    current = opensearch.ensure_alias(client, alias, MAPPING)
+    current = opensearch.ensure_alias(client, alias, MAPPING, replicas)
     orphans = opensearch.cleanup_orphans(client, alias)
     target = opensearch.new_index_name(alias)
-    opensearch.create_index(client, target, MAPPING)
-    # Nobody reads the new index until the swap: no periodic refreshes while it fills.
+    opensearch.create_index(client, target, MAPPING, replicas=0)
     client.indices.put_settings(index=target, body={"index": {"refresh_interval": "-1"}})
     if keep:
         client.reindex(
@@ -362,9 +365,12 @@ def prepare_rebuild(client: OpenSearch, alias: str, keep: list[str]) -> tuple[st
     return target, orphans
 
 
-def finish_rebuild(client: OpenSearch, alias: str, target: str, succeeded: bool) -> str | None:
-    """Point ``alias`` at the rebuilt ``target`` and drop the old index, or drop
-    ``target`` if the rebuild failed (the old index keeps serving).
+def finish_rebuild(
+    client: OpenSearch, alias: str, target: str, succeeded: bool, replicas: int = 0
+) -> str | None:
+    """Point ``alias`` at the rebuilt ``target`` (its refreshes and ``replicas``
+    restored) and drop the old index, or drop ``target`` if the rebuild failed (the old
+    index keeps serving).
 
     Returns:
         The index the alias pointed at before, when it was swapped.
@@ -373,7 +379,13 @@ def finish_rebuild(client: OpenSearch, alias: str, target: str, succeeded: bool)
         client.indices.delete(index=target, ignore_unavailable=True)
         return None
     client.indices.put_settings(
-        index=target, body={"index": {"refresh_interval": opensearch.SETTINGS["refresh_interval"]}}
+        index=target,
+        body={
+            "index": {
+                "refresh_interval": opensearch.SETTINGS["refresh_interval"],
+                "number_of_replicas": replicas,
+            }
+        },
     )
     client.indices.refresh(index=target)
     old = opensearch.swap_alias(client, alias, target)

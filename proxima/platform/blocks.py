@@ -88,6 +88,7 @@ def catalog_connection(block: OpenSearchCatalog) -> CatalogConnection:
         aws_secret_access_key=creds.aws_secret_access_key if creds else None,
         verify_certs=block.verify_certs,
         ca_certs=block.ca_certs,
+        replicas=block.replicas,
     )
 
 

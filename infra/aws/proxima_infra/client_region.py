@@ -283,6 +283,12 @@ class ClientRegionStack(Stack):
             description="OpenSearchCatalog.hosts (auth: sigv4)",
         )
         CfnOutput(
+            self,
+            "CatalogReplicas",
+            value="0" if cfg.profile == "minimal" else "1",
+            description="OpenSearchCatalog.replicas (one node: 0; a zone-aware pair: 1)",
+        )
+        CfnOutput(
             self, "ResultsBucket", value=results.bucket_name, description="ResultsStore.bucket"
         )
         CfnOutput(
