@@ -415,15 +415,16 @@ def test_a_failed_region_is_named_or_reported_as_missing_coverage(catalog, stack
     assert np.isfinite(data_variable(result).values).all()
 
 
-def test_the_platform_loads_from_blocks_in_one_call_and_names_a_missing_one(stack):
+def test_the_platform_loads_from_block_pages_and_names_a_missing_block(stack, monkeypatch):
     from prefect.client.orchestration import get_client
 
     from blocks.opensearch_catalog import OpenSearchCatalog
     from proxima.errors import ConfigurationError
-    from proxima.platform import load
+    from proxima.platform import blocks, load
     from proxima.platform.blocks import CATALOG_BLOCK, save_blocks
 
     save_blocks()
+    monkeypatch.setattr(blocks, "PAGE", 2)  # four documents or more: several pages
     platform = load()
     assert platform.region_names == ["us-east-1", "us-west-2"]
     assert (

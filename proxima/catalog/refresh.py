@@ -205,7 +205,12 @@ def remember_refresh(
 
 def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
     """Id → (size, mtime_ns) of the region's documents in ``index``."""
-    query = {"term": {"region": region}}
+    return _size_and_mtime(client, index, {"term": {"region": region}})
+
+
+def _size_and_mtime(
+    client: OpenSearch, index: str, query: dict[str, Any]
+) -> dict[str, tuple[int, int]]:
     return {
         hit["_id"]: (hit["_source"].get("size", -1), hit["_source"].get("mtime_ns", -1))
         for hit in opensearch.scan(client, index, query, source=["size", "mtime_ns"])
@@ -240,19 +245,12 @@ def reusable(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int
     may copy as they are: written by this catalog version (a newer extractor reads
     every header again) and not quarantined (a rebuild retries those).
     """
-    query = {
-        "bool": {
-            "filter": [
-                {"term": {"region": region}},
-                {"term": {"catalog_version": SCHEMA_VERSION}},
-                {"term": {"quarantined": False}},
-            ]
-        }
-    }
-    return {
-        hit["_id"]: (hit["_source"].get("size", -1), hit["_source"].get("mtime_ns", -1))
-        for hit in opensearch.scan(client, index, query, source=["size", "mtime_ns"])
-    }
+    filters = [
+        {"term": {"region": region}},
+        {"term": {"catalog_version": SCHEMA_VERSION}},
+        {"term": {"quarantined": False}},
+    ]
+    return _size_and_mtime(client, index, {"bool": {"filter": filters}})
 
 
 def rebuild_diff(client: OpenSearch, region: Region, root: str, source: str, target: str) -> Diff:
