@@ -4,6 +4,7 @@ import → scan → diff → extract headers → index. The catalog never goes e
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -131,23 +132,26 @@ def write_catalog(
 
 
 @flow(name="refresh-region", log_prints=True)
-def refresh_region(
+async def refresh_region(
     region: Region, catalog: CatalogConnection, index: str, source: str | None = None
 ) -> dict[str, Any]:
     """Refresh one region's part of the catalog (runs on that region's cluster); in a
     full rebuild into ``index``, ``source`` is the index it replaces.
+
+    Asynchronous, as the analysis's regional subflows: Prefect 3.9 ends a synchronous
+    flow by joining its heartbeat thread, which sleeps in 1 s steps.
     """
     started = time.perf_counter()
     # .submit() sends each task to the region's Dask cluster; a direct call would
     # run it in the flow's own process, far from the data.
-    imported = import_repository.submit(region).result()
-    digest, documents = check_unchanged.submit(region, catalog, index).result()
+    imported = await _on_cluster(import_repository, region)
+    digest, documents = await _on_cluster(check_unchanged, region, catalog, index)
     if documents is not None:  # the tree the catalog already reflects: nothing to do
         plan, extracted = refresh.Diff(unchanged=documents), refresh.BatchReport()
     else:
-        plan = scan_and_diff.submit(region, catalog, index, source).result()
-        extracted = extract_headers.submit(region, plan.todo, catalog, index).result()
-        write_catalog.submit(region, catalog, index, plan.deleted, digest).result()
+        plan = await _on_cluster(scan_and_diff, region, catalog, index, source)
+        extracted = await _on_cluster(extract_headers, region, plan.todo, catalog, index)
+        await _on_cluster(write_catalog, region, catalog, index, plan.deleted, digest)
     return {
         "region": region.name,
         **plan.summary(),
@@ -159,6 +163,12 @@ def refresh_region(
         "seconds": round(time.perf_counter() - started, 2),
         "short_circuit": documents is not None,
     }
+
+
+async def _on_cluster(step: Any, *args: Any) -> Any:
+    """Run a task on the subflow's regional cluster and wait for it off the loop."""
+    future = step.submit(*args)
+    return await asyncio.to_thread(future.result)
 
 
 @task(name="refresh-region-on-its-cluster", task_run_name="refresh-{region.name}")

@@ -88,7 +88,6 @@ def watch_run(
     Returns:
         The flow run in its last state seen.
     """
-    seen: dict[str, str] = {}
     said: set[UUID] = set()  # progress log lines
     states_said: set[UUID] = set()
     since: Any = None  # the newest log seen: each poll reads only what came after
@@ -101,17 +100,16 @@ def watch_run(
                     parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
                 )
             )
-            # every state the run went through, in order (a warm run can pass through
-            # Running between two polls); the subflows' current states
-            history = client.read_flow_run_states(flow_run_id)
-            for state in sorted(history, key=lambda s: s.timestamp):
-                if state.id not in states_said:
-                    states_said.add(state.id)
-                    say(f"run: {state.name}")
-            for item in sorted(children, key=lambda r: r.name):
-                if item.state_name and seen.get(item.name) != item.state_name:
-                    seen[item.name] = item.state_name
-                    say(f"{item.name}: {item.state_name}")
+            # every state the run and its subflows went through, in order (a warm run,
+            # or a region with nothing to do, passes through Running between two polls)
+            for label, run_id in [("run", flow_run_id)] + [
+                (c.name, c.id) for c in sorted(children, key=lambda r: r.name)
+            ]:
+                history = client.read_flow_run_states(run_id)
+                for state in sorted(history, key=lambda s: s.timestamp):
+                    if state.id not in states_said:
+                        states_said.add(state.id)
+                        say(f"{label}: {state.name}")
             if children:
                 logs = client.read_logs(
                     log_filter=LogFilter(
