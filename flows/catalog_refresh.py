@@ -4,7 +4,6 @@ import → scan → diff → extract headers → index. The catalog never goes e
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import reporter
-from flows.runners import region_cluster, run_regional_subflow
+from flows.runners import on_cluster, region_cluster, run_regional_subflow
 from proxima import opensearch, repository
 from proxima.catalog import refresh
 from proxima.catalog.model import MAPPING
@@ -144,14 +143,14 @@ async def refresh_region(
     started = time.perf_counter()
     # .submit() sends each task to the region's Dask cluster; a direct call would
     # run it in the flow's own process, far from the data.
-    imported = await _on_cluster(import_repository, region)
-    digest, documents = await _on_cluster(check_unchanged, region, catalog, index)
+    imported = await on_cluster(import_repository, region)
+    digest, documents = await on_cluster(check_unchanged, region, catalog, index)
     if documents is not None:  # the tree the catalog already reflects: nothing to do
         plan, extracted = refresh.Diff(unchanged=documents), refresh.BatchReport()
     else:
-        plan = await _on_cluster(scan_and_diff, region, catalog, index, source)
-        extracted = await _on_cluster(extract_headers, region, plan.todo, catalog, index)
-        await _on_cluster(write_catalog, region, catalog, index, plan.deleted, digest)
+        plan = await on_cluster(scan_and_diff, region, catalog, index, source)
+        extracted = await on_cluster(extract_headers, region, plan.todo, catalog, index)
+        await on_cluster(write_catalog, region, catalog, index, plan.deleted, digest)
     return {
         "region": region.name,
         **plan.summary(),
@@ -163,12 +162,6 @@ async def refresh_region(
         "seconds": round(time.perf_counter() - started, 2),
         "short_circuit": documents is not None,
     }
-
-
-async def _on_cluster(step: Any, *args: Any) -> Any:
-    """Run a task on the subflow's regional cluster and wait for it off the loop."""
-    future = step.submit(*args)
-    return await asyncio.to_thread(future.result)
 
 
 @task(name="refresh-region-on-its-cluster", task_run_name="refresh-{region.name}")

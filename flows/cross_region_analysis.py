@@ -22,7 +22,7 @@ from prefect.artifacts import (
 )
 
 from flows.progress import Say, reporter, run_watched
-from flows.runners import region_cluster, regional_runner
+from flows.runners import on_cluster, region_cluster, regional_runner
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.assemble import (
@@ -95,8 +95,7 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
 @flow(name="analyze-region")
 async def analyze_region(region: Region, spec: KernelSpec) -> dict[str, Any]:
     """One region's share of an analysis, on that region's Dask cluster."""
-    future = partial_aggregates.submit(region, spec)
-    result: dict[str, Any] = await asyncio.to_thread(future.result)
+    result: dict[str, Any] = await on_cluster(partial_aggregates, region, spec)
     return result
 
 

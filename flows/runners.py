@@ -71,6 +71,14 @@ def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **para
     return out
 
 
+async def on_cluster(step: Any, *args: Any) -> Any:
+    """Submit a task from an asynchronous regional subflow to the subflow's cluster and
+    wait for its result off the event loop.
+    """
+    future = step.submit(*args)
+    return await asyncio.to_thread(future.result)
+
+
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
