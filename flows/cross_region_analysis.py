@@ -26,7 +26,6 @@ from flows.runners import on_cluster, region_cluster, regional_runner
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.assemble import (
-    Assembled,
     RegionFailed,
     RegionOutcome,
     assemble,
@@ -100,9 +99,9 @@ async def analyze_region(region: Region, spec: KernelSpec) -> dict[str, Any]:
 
 
 async def _run_region(region: Region, spec: KernelSpec, role: str) -> RegionOutcome:
+    # The flow, not its run, is named after the region (see run_regional_subflow).
     subflow = analyze_region.with_options(
         name=f"analyze-{region.name}",
-        flow_run_name=f"analyze-{region.name}",
         task_runner=regional_runner(region),  # type: ignore[arg-type]
     )
     try:
@@ -194,16 +193,34 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         return plan.dry_run_summary()
     outcomes, failures = await _run_regions(plan, platform)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
-    path = results.write_atomic(
-        done.dataset, Path(platform.results_dir), name, request.output_format, request.overwrite
+    dashboards = {r.name: r.dashboard_url for r in platform.regions}
+    # The file, its picture and the regions' artifacts side by side (HDF5 and zlib leave
+    # the GIL); then the summary, which shows the picture.
+    path, png, _ = await asyncio.gather(
+        asyncio.to_thread(
+            results.write_atomic,
+            done.dataset,
+            Path(platform.results_dir),
+            name,
+            request.output_format,
+            request.overwrite,
+        ),
+        asyncio.to_thread(results.plot_png, done.answer, done.long_name),
+        _publish_regions(done.regions, dashboards),
     )
+    Path(f"{path}.png").write_bytes(png)
     uri = str(path)
     if platform.results_bucket:
         uri = results.upload(
             path, platform.results_bucket, platform.results_prefix, platform.results_s3_endpoint
         )
     summary = done.summary(plan, str(path), uri, time.perf_counter() - started)
-    await asyncio.gather(plan_note, _publish(platform, summary, done))
+    await asyncio.gather(
+        plan_note,
+        acreate_markdown_artifact(
+            summary_markdown(summary, dashboards, png), key="analysis-summary"
+        ),
+    )
     return summary
 
 
@@ -218,17 +235,13 @@ def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:
     return watched
 
 
-async def _publish(platform: Platform, summary: dict[str, Any], done: Assembled) -> None:
-    """The result's picture next to the file, and the run's artifacts."""
-    png = results.plot_png(done.answer, summary["long_name"])
-    Path(summary["result_path"] + ".png").write_bytes(png)
-    dashboards = {r.name: r.dashboard_url for r in platform.regions}
-    answered = {r["region"] for r in summary["regions"]}
+async def _publish_regions(
+    regions: list[dict[str, Any]], dashboards: dict[str, str | None]
+) -> None:
+    """The run's table of regions, and the dashboards of the clusters that answered."""
+    answered = {r["region"] for r in regions}
     await asyncio.gather(
-        acreate_markdown_artifact(
-            summary_markdown(summary, dashboards, png), key="analysis-summary"
-        ),
-        acreate_table_artifact(summary["regions"], key="analysis-regions"),
+        acreate_table_artifact(regions, key="analysis-regions"),
         *(
             acreate_link_artifact(
                 url,

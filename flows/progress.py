@@ -83,13 +83,15 @@ def watch_run(
     stop: threading.Event | None = None,
 ) -> FlowRun:
     """Wait for a flow run to end (or ``stop``), saying each state change of it and of
-    its regional subflows (``analyze-<region>``), and their progress lines.
+    its regional subflows (by their flows' names, ``analyze-<region>``), and their
+    progress lines.
 
     Returns:
         The flow run in its last state seen.
     """
     said: set[UUID] = set()  # progress log lines
     states_said: set[UUID] = set()
+    flow_names: dict[UUID, str] = {}  # a subflow is known by its flow's name
     since: Any = None  # the newest log seen: each poll reads only what came after
     ending = False
     with get_client(sync_client=True) as client:
@@ -102,9 +104,11 @@ def watch_run(
             )
             # every state the run and its subflows went through, in order (a warm run,
             # or a region with nothing to do, passes through Running between two polls)
-            for label, run_id in [("run", flow_run_id)] + [
-                (c.name, c.id) for c in sorted(children, key=lambda r: r.name)
-            ]:
+            for child in children:
+                if child.flow_id not in flow_names:
+                    flow_names[child.flow_id] = client.read_flow(child.flow_id).name
+            regions = sorted((flow_names[c.flow_id], c.id) for c in children)
+            for label, run_id in [("run", flow_run_id), *regions]:
                 history = client.read_flow_run_states(run_id)
                 for state in sorted(history, key=lambda s: s.timestamp):
                     if state.id not in states_said:

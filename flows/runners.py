@@ -61,10 +61,13 @@ def cluster_client_kwargs() -> dict[str, Any]:
 
 
 def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **parameters: Any) -> Any:
-    """Call ``flow`` as a subflow named ``name``, bound to ``region``'s scheduler (an
-    asynchronous flow runs to completion on this thread's own event loop).
+    """Call ``flow`` as a subflow whose flow is named ``name``, bound to ``region``'s
+    scheduler (an asynchronous flow runs to completion on this thread's own event loop).
+
+    Its run keeps Prefect's generated name: a custom run name costs the engine one more
+    request before the region starts.
     """
-    bound = flow.with_options(name=name, flow_run_name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
+    bound = flow.with_options(name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
     out = bound(region=region, **parameters)
     if inspect.iscoroutine(out):
         return asyncio.run(out)
@@ -73,9 +76,12 @@ def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **para
 
 async def on_cluster(step: Any, *args: Any) -> Any:
     """Submit a task from an asynchronous regional subflow to the subflow's cluster and
-    wait for its result off the event loop.
+    wait for its result, both off the event loop.
+
+    The task runner connects to its scheduler on the first submit, synchronously: on the
+    loop, one region's connection would hold up every other region's subflow.
     """
-    future = step.submit(*args)
+    future = await asyncio.to_thread(step.submit, *args)
     return await asyncio.to_thread(future.result)
 
 

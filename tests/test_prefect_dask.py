@@ -13,16 +13,26 @@ from flows.runners import regional_runner
 from proxima.platform import Region, from_stack
 
 
+def tls_context(client):
+    """The TLS context a Prefect API client's connections are made with."""
+    return client._client._transport._pool._ssl_context
+
+
 @task
 def where_am_i(i: int) -> dict:
     import distributed
+    from prefect.client.orchestration import get_client
 
+    from flows.prefect_clients import shared_context
     from proxima.settings import ProximaSettings
+
+    client = get_client(sync_client=True)  # the one Prefect's engine made for this run
 
     return {
         "i": i,
         "worker": distributed.get_worker().name,
         "worker_region": ProximaSettings().region,
+        "shared_tls": client._client._transport._pool._ssl_context is shared_context(),
     }
 
 
@@ -53,6 +63,7 @@ def test_subflows_run_on_their_own_regions_and_are_recorded(stack):
         assert len(rows) == 3
         assert {r["worker_region"] for r in rows} == {region}
         assert {r["worker"] for r in rows} == {f"{region}-worker"}
+        assert all(r["shared_tls"] for r in rows)
 
     async def recorded():
         async with get_client() as client:
@@ -74,3 +85,20 @@ def test_subflows_run_on_their_own_regions_and_are_recorded(stack):
     where = [t for t in task_runs if t[1].startswith("where_am_i")]
     assert len(where) == 6, task_runs
     assert all(state == "COMPLETED" for _, _, state in where)
+
+
+def test_every_prefect_client_of_a_process_shares_one_tls_context():
+    """Prefect builds a TLS context per API client (16 ms each from the certifi bundle);
+    the flows package makes them share one, and a caller's own ``verify`` is kept."""
+    import ssl
+
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+
+    from flows.prefect_clients import shared_context
+
+    api = "http://127.0.0.1:9/api"
+    shared = shared_context()
+    assert tls_context(SyncPrefectClient(api)) is shared
+    assert tls_context(PrefectClient(api)) is shared
+    own = ssl.create_default_context()
+    assert tls_context(SyncPrefectClient(api, httpx_settings={"verify": own})) is own

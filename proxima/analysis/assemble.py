@@ -53,6 +53,11 @@ class Assembled(BaseModel):
     missing_regions: list[str]
     coverage: str
 
+    @property
+    def long_name(self) -> str:
+        """What the answer is, in words (its CF ``long_name``, else its name)."""
+        return str(self.answer.attrs.get("long_name", self.answer.name))
+
     def summary(self, plan: Plan, result_path: str, result_uri: str, seconds: float) -> dict:
         """The run's summary: where the result is, the answer in short, and the figures
         measured next to the plan's estimates.
@@ -63,7 +68,7 @@ class Assembled(BaseModel):
             "answer": results.scalar_or_summary(self.answer),
             "answer_table": results.answer_table(self.answer),
             "variable": str(self.answer.name),
-            "long_name": str(self.answer.attrs.get("long_name", self.answer.name)),
+            "long_name": self.long_name,
             "regions": self.regions,
             "bytes_read": self.bytes_read,
             "bytes_read_est": plan.bytes_read,

@@ -233,9 +233,9 @@ def plot_png(da: xr.DataArray, title: str) -> bytes:
             fontsize=20,
         )
         ax.axis("off")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, y=1.0)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return buf.getvalue()
 
