@@ -194,21 +194,24 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     outcomes, failures = await _run_regions(plan, platform)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
     dashboards = {r.name: r.dashboard_url for r in platform.regions}
-    # The file, its picture and the regions' artifacts side by side (HDF5 and zlib leave
-    # the GIL); then the summary, which shows the picture.
-    path, png, _ = await asyncio.gather(
-        asyncio.to_thread(
-            results.write_atomic,
+
+    def file_and_picture() -> tuple[Path, bytes]:
+        path = results.write_atomic(
             done.dataset,
             Path(platform.results_dir),
             name,
             request.output_format,
             request.overwrite,
-        ),
-        asyncio.to_thread(results.plot_png, done.answer, done.long_name),
-        _publish_regions(done.regions, dashboards),
+        )
+        png = results.plot_png(done.answer, done.long_name)
+        Path(f"{path}.png").write_bytes(png)
+        return path, png
+
+    # The regions' artifacts go out while the file and its picture are made; then the
+    # summary, which shows the picture.
+    (path, png), _ = await asyncio.gather(
+        asyncio.to_thread(file_and_picture), _publish_regions(done.regions, dashboards)
     )
-    Path(f"{path}.png").write_bytes(png)
     uri = str(path)
     if platform.results_bucket:
         uri = results.upload(

@@ -1,7 +1,9 @@
 """Cross-region analyses equal a plain-xarray reference over all files in one process."""
 
 import asyncio
+import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -545,6 +547,11 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
     for region in ("us-east-1", "us-west-2"):
         assert f"| analyze-{region} |" in text
         assert stack.region(region).dashboard_url in text
+    # the picture the summary shows is the one written next to the result
+    result = re.search(r"Result: `([^`]+)`", text).group(1)
+    shown = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text).group(1))
+    assert shown.startswith(b"\x89PNG\r\n\x1a\n")
+    assert Path(f"{result}.png").read_bytes() == shown
 
 
 def test_answer_tables_name_groups_as_readers_do():
