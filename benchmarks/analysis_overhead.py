@@ -8,7 +8,8 @@ NetCDF. Its compute alone (connect, reduce, combine) is timed too and reported b
 The floor is Prefect's own fixed cost for the analysis's shape, measured in the same
 run: a flow whose regional subflows, on the same DaskTaskRunners, each run one task that
 does nothing, and which posts the same artifacts. Proxima's overhead less the floor is
-what Proxima itself adds (planning, the CF result, its picture).
+what Proxima itself adds (planning, the CF result, its picture). The floor is also built
+up part by part (an empty flow, then the subflows, the tasks, the artifacts).
 
 Needs the ERA5 data of benchmarks/stack.yaml (run data_throughput.py first, or this
 script generates it). Usage: .venv/bin/python benchmarks/analysis_overhead.py [--repeat 3]
@@ -32,11 +33,7 @@ import xarray as xr  # noqa: E402
 from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 from prefect import flow, task  # noqa: E402
-from prefect.artifacts import (  # noqa: E402
-    acreate_link_artifact,
-    acreate_markdown_artifact,
-    acreate_table_artifact,
-)
+from prefect.artifacts import acreate_markdown_artifact  # noqa: E402
 
 from flows.runners import on_cluster, regional_runner  # noqa: E402
 from proxima import opensearch  # noqa: E402
@@ -61,40 +58,53 @@ REQUEST = {
 }
 
 
+FLOOR_PARTS = ("an empty flow", "+ a subflow per region", "+ a task each", "+ the artifacts")
+
+
 @task(name="nothing")
 def nothing(region: str) -> str:
     return region
 
 
 @flow(name="floor-region")
-async def floor_region(region: str) -> str:
-    return await on_cluster(nothing, region)
+async def floor_region(region: str, task: bool) -> str:
+    return await on_cluster(nothing, region) if task else region
 
 
 @flow(name="floor")
-async def floor(regions: list) -> None:
-    """The analysis's shape in Prefect, with nothing to compute: a plan note at the
-    start, a subflow per region on its DaskTaskRunner with one task, then the regions'
-    table and dashboard links, then the summary.
+async def floor(regions: list, parts: int = len(FLOOR_PARTS)) -> None:
+    """The analysis's shape in Prefect, with nothing to compute, up to ``parts`` of
+    FLOOR_PARTS: a subflow per region on its DaskTaskRunner, running one task, and the
+    artifacts (a plan note at the start, the summary at the end).
     """
-    plan_note = asyncio.create_task(acreate_markdown_artifact("plan", key="floor-plan"))
+    notes = parts == len(FLOOR_PARTS)
+    plan_note = (
+        asyncio.create_task(acreate_markdown_artifact("plan", key="floor-plan"))
+        if notes
+        else asyncio.sleep(0)
+    )
     answered = await asyncio.gather(
         *(
             floor_region.with_options(name=f"floor-{r.name}", task_runner=regional_runner(r))(
-                region=r.name
+                region=r.name, task=parts >= 3
             )
-            for r in regions
+            for r in (regions if parts >= 2 else [])
         )
     )
-    await asyncio.gather(
-        acreate_table_artifact([{"region": a} for a in answered], key="floor-regions"),
-        *(
-            acreate_link_artifact(r.dashboard_url, key=f"floor-dashboard-{r.name}")
-            for r in regions
-            if r.dashboard_url
-        ),
-    )
-    await asyncio.gather(plan_note, acreate_markdown_artifact("summary", key="floor-summary"))
+    if notes:
+        await acreate_markdown_artifact(f"summary of {answered}", key="floor-summary")
+    await plan_note
+
+
+def floor_parts(regions: list, repeat: int) -> dict[str, float]:
+    """The floor built up part by part: the median seconds of each, interleaved."""
+    runs: dict[str, list[float]] = {name: [] for name in FLOOR_PARTS}
+    for _ in range(repeat):
+        for parts, name in enumerate(FLOOR_PARTS, start=1):
+            t0 = time.perf_counter()
+            asyncio.run(floor(regions, parts))
+            runs[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(r) for name, r in runs.items()}
 
 
 def plain_dask(request: AnalysisRequest, platform, path: Path) -> tuple[xr.DataArray, float]:
@@ -154,6 +164,7 @@ def main() -> None:
         t0 = time.perf_counter()
         asyncio.run(floor(regions))
         floor_s.append(time.perf_counter() - t0)
+    parts = floor_parts(regions, args.repeat)
     ours = data_variable(xr.open_dataset(summary["result_path"], engine="h5netcdf"))
     np.testing.assert_allclose(ours.values, plain.transpose(*ours.dims).values, rtol=1e-9)
     gb = summary["bytes_read"] / 1e9
@@ -181,6 +192,9 @@ def main() -> None:
         f"the floor alone sets the ratio at {(d + f) / d:.2f}, reached at 1.10 by a job of "
         f"{f / 0.10:.1f} s"
     )
+    print("\n| the floor, part by part | median s |\n|---|---|")
+    for name, seconds in parts.items():
+        print(f"| {name} | {seconds:.2f} |")
     common.save(
         "analysis_overhead",
         {
@@ -194,6 +208,7 @@ def main() -> None:
             "overhead_s": p - d,
             "floor_s": floor_s,
             "floor_ratio": (d + f) / d,
+            "floor_parts_s": parts,
             "summary": summary,
         },
     )

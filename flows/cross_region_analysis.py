@@ -15,11 +15,7 @@ from typing import Any
 
 import cloudpickle
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    acreate_link_artifact,
-    acreate_markdown_artifact,
-    acreate_table_artifact,
-)
+from prefect.artifacts import acreate_markdown_artifact
 
 from flows.progress import Say, reporter, run_watched
 from flows.runners import on_cluster, region_cluster, regional_runner
@@ -193,31 +189,18 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         return plan.dry_run_summary()
     outcomes, failures = await _run_regions(plan, platform)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
-    dashboards = {r.name: r.dashboard_url for r in platform.regions}
-
-    def file_and_picture() -> tuple[Path, bytes]:
-        path = results.write_atomic(
-            done.dataset,
-            Path(platform.results_dir),
-            name,
-            request.output_format,
-            request.overwrite,
-        )
-        png = results.plot_png(done.answer, done.long_name)
-        Path(f"{path}.png").write_bytes(png)
-        return path, png
-
-    # The regions' artifacts go out while the file and its picture are made; then the
-    # summary, which shows the picture.
-    (path, png), _ = await asyncio.gather(
-        asyncio.to_thread(file_and_picture), _publish_regions(done.regions, dashboards)
+    path = results.write_atomic(
+        done.dataset, Path(platform.results_dir), name, request.output_format, request.overwrite
     )
+    png = results.plot_png(done.answer, done.long_name)
+    Path(f"{path}.png").write_bytes(png)
     uri = str(path)
     if platform.results_bucket:
         uri = results.upload(
             path, platform.results_bucket, platform.results_prefix, platform.results_s3_endpoint
         )
     summary = done.summary(plan, str(path), uri, time.perf_counter() - started)
+    dashboards = {r.name: r.dashboard_url for r in platform.regions}
     await asyncio.gather(
         plan_note,
         acreate_markdown_artifact(
@@ -236,22 +219,3 @@ def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:
         return summary
     watched: dict[str, Any] = run_watched(cross_region_analysis, say, request=request)
     return watched
-
-
-async def _publish_regions(
-    regions: list[dict[str, Any]], dashboards: dict[str, str | None]
-) -> None:
-    """The run's table of regions, and the dashboards of the clusters that answered."""
-    answered = {r["region"] for r in regions}
-    await asyncio.gather(
-        acreate_table_artifact(regions, key="analysis-regions"),
-        *(
-            acreate_link_artifact(
-                url,
-                link_text=f"Dask dashboard {name}",
-                key=f"dask-dashboard-{name}",
-            )
-            for name, url in dashboards.items()
-            if url and name in answered
-        ),
-    )
