@@ -129,9 +129,15 @@ def watch_run(
                         say(log.message.removeprefix(PROGRESS).strip())
             if ending:
                 return run
-            # One more look once it ended: workers send their last log lines in batches.
+            # One more look once it ended, at once: a regional task flushes its last
+            # progress line before it ends, so the lines are in by the run's end.
             ending = bool((run.state and run.state.is_final()) or (stop and stop.is_set()))
-            time.sleep(poll_s)
+            if ending:
+                continue
+            if stop:
+                stop.wait(poll_s)  # set when the caller's flow returns: no interval to sit out
+            else:
+                time.sleep(poll_s)
 
 
 def run_watched(flow: Any, say: Say, **parameters: Any) -> Any:
