@@ -67,8 +67,8 @@ def nothing(region: str) -> str:
 
 
 @flow(name="floor-region")
-async def floor_region(region: str, task: bool) -> str:
-    return await on_cluster(nothing, region) if task else region
+async def floor_region(region: str, with_task: bool) -> str:
+    return await on_cluster(nothing, region) if with_task else region
 
 
 @flow(name="floor")
@@ -86,7 +86,7 @@ async def floor(regions: list, parts: int = len(FLOOR_PARTS)) -> None:
     answered = await asyncio.gather(
         *(
             floor_region.with_options(name=f"floor-{r.name}", task_runner=regional_runner(r))(
-                region=r.name, task=parts >= 3
+                region=r.name, with_task=parts >= 3
             )
             for r in (regions if parts >= 2 else [])
         )

@@ -107,8 +107,8 @@ def watch_run(
             for child in children:
                 if child.flow_id not in flow_names:
                     flow_names[child.flow_id] = client.read_flow(child.flow_id).name
-            regions = sorted((flow_names[c.flow_id], c.id) for c in children)
-            for label, run_id in [("run", flow_run_id), *regions]:
+            subflows = sorted((flow_names[c.flow_id], c.id) for c in children)
+            for label, run_id in [("run", flow_run_id), *subflows]:
                 history = client.read_flow_run_states(run_id)
                 for state in sorted(history, key=lambda s: s.timestamp):
                     if state.id not in states_said:
