@@ -275,6 +275,25 @@ def test_an_existing_result_is_kept_unless_overwrite(tmp_path):
     assert not list(tmp_path.glob(".partial-*"))  # nothing half-written left behind
 
 
+def test_unnamed_results_finishing_in_the_same_second_get_files_of_their_own():
+    """Two unnamed runs that differ only in their grouping once claimed one file name
+    (variable, reduction and the second they ended): the second run failed."""
+    from types import SimpleNamespace
+
+    from proxima.analysis.assemble import output_name
+
+    plan = SimpleNamespace(selections=[SimpleNamespace(variable="t2m")])
+    requests = [
+        AnalysisRequest.model_validate({**REQUEST, "over": "both", "group_by": g})
+        for g in ("month", None)
+    ]
+    names = [output_name(r, plan) for r in requests * 20]
+    assert len(set(names)) == len(names)
+    assert all(n.startswith("t2m-mean-over-both-") for n in names)
+    named = AnalysisRequest.model_validate({**REQUEST, "output_name": "answer"})
+    assert output_name(named, plan) == "answer"
+
+
 def test_an_output_name_of_the_other_format_is_refused_before_planning():
     with pytest.raises(ValueError, match=r"does not end in '.zarr'"):
         AnalysisRequest.model_validate({**REQUEST, "output_name": "x.nc", "output_format": "zarr"})

@@ -7,6 +7,7 @@ Pure library code: the analysis flow calls it once the regions have answered.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,11 +83,17 @@ class Assembled(BaseModel):
 
 
 def output_name(request: AnalysisRequest, plan: Plan) -> str:
-    """The requested output name, or one made of the variable, reduction and time."""
+    """The requested output name, or one made of the variable, reduction and time, and
+    a random suffix: two unnamed runs finishing within the same second (two requests
+    that differ only in their grouping, say) must not claim the same file.
+    """
     if request.output_name:
         return request.output_name
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{plan.selections[0].variable}-{request.reduction}-over-{request.over}-{stamp}"
+    return (
+        f"{plan.selections[0].variable}-{request.reduction}-over-{request.over}-{stamp}-"
+        f"{uuid.uuid4().hex[:6]}"
+    )
 
 
 def assemble(
