@@ -35,7 +35,7 @@ from machine import print_machine  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import acreate_markdown_artifact  # noqa: E402
 
-from flows.runners import on_cluster, regional_runner  # noqa: E402
+from flows.runners import on_cluster, on_region  # noqa: E402
 from proxima import opensearch  # noqa: E402
 from proxima.analysis.cf import data_variable  # noqa: E402
 from proxima.analysis.kernels import compute_partial  # noqa: E402
@@ -85,9 +85,7 @@ async def floor(regions: list, parts: int = len(FLOOR_PARTS)) -> None:
     )
     answered = await asyncio.gather(
         *(
-            floor_region.with_options(name=f"floor-{r.name}", task_runner=regional_runner(r))(
-                region=r.name, with_task=parts >= 3
-            )
+            on_region(floor_region, r, f"floor-{r.name}")(region=r.name, with_task=parts >= 3)
             for r in (regions if parts >= 2 else [])
         )
     )

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 
 from flows.progress import Say, reporter, run_watched
-from flows.runners import on_cluster, region_cluster, regional_runner
+from flows.runners import on_cluster, on_region, region_cluster
 from proxima import opensearch
 from proxima.analysis import results
 from proxima.analysis.assemble import (
@@ -95,11 +95,7 @@ async def analyze_region(region: Region, spec: KernelSpec) -> dict[str, Any]:
 
 
 async def _run_region(region: Region, spec: KernelSpec, role: str) -> RegionOutcome:
-    # The flow, not its run, is named after the region (see run_regional_subflow).
-    subflow = analyze_region.with_options(
-        name=f"analyze-{region.name}",
-        task_runner=regional_runner(region),  # type: ignore[arg-type]
-    )
+    subflow = on_region(analyze_region, region, f"analyze-{region.name}")
     try:
         out = await subflow(region=region, spec=spec)
     except TransferCapExceeded:

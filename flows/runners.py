@@ -9,7 +9,7 @@ import inspect
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
 from prefect_dask import DaskTaskRunner
@@ -19,6 +19,8 @@ from proxima.errors import ConfigurationError
 from proxima.platform import Region
 
 ECS_CLUSTER = "dask_cloudprovider.aws.ECSCluster"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def regional_runner(region: Region, connect_timeout: str = "15s") -> DaskTaskRunner:
@@ -60,15 +62,20 @@ def cluster_client_kwargs() -> dict[str, Any]:
     return {"security": security}
 
 
-def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **parameters: Any) -> Any:
-    """Call ``flow`` as a subflow whose flow is named ``name``, bound to ``region``'s
-    scheduler (an asynchronous flow runs to completion on this thread's own event loop).
+def on_region(flow: Flow[P, R], region: Region, name: str) -> Flow[P, R]:
+    """``flow`` named ``name`` and bound to ``region``'s cluster, to call as a subflow.
 
-    Its run keeps Prefect's generated name: a custom run name costs the engine one more
+    Its runs keep Prefect's generated names: a custom run name costs the engine one more
     request before the region starts.
     """
-    bound = flow.with_options(name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
-    out = bound(region=region, **parameters)
+    return flow.with_options(name=name, task_runner=regional_runner(region))  # type: ignore[arg-type]
+
+
+def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **parameters: Any) -> Any:
+    """Call ``flow`` as a subflow :func:`on_region` (an asynchronous flow runs to
+    completion on this thread's own event loop).
+    """
+    out = on_region(flow, region, name)(region=region, **parameters)
     if inspect.iscoroutine(out):
         return asyncio.run(out)
     return out
