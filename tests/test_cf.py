@@ -46,7 +46,7 @@ KINDS = {
         "air_temperature_at_2_metres",
         "time: area: mean",
     ),
-    "count": ({"over": "time", "reduction": "count"}, "air_temperature_at_2_metres", None),
+    "count": ({"over": "time", "reduction": "count"}, "air_temperature_at_2_metres", "time: sum"),
     "comparison": (
         {"over": "time", "baseline": ERA5, "selection": UKESM},
         "tas_anomaly",

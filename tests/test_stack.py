@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from proxima import s3
 from proxima.errors import StackError
 from proxima.settings import ProximaSettings
-from proxima.stack import manager, processes
+from proxima.stack import manager, processes, s3_server
 
 EXPECTED = {
     "opensearch",
@@ -89,12 +89,11 @@ def test_auth_added_to_a_running_stack_is_refused(stack, settings):
     assert {r.name: r.pid for r in manager.status(settings, stack)} == before
 
 
-def _s3proxies(region: str) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any(arg.endswith(f"{region}.properties") for arg in p.info["cmdline"] or [])
-    ]
+def _s3proxies(settings, region: str) -> list[psutil.Process]:
+    """This stack's S3Proxy processes for ``region``: those started on the properties file
+    in this stack's state directory (another stack, the demo's say, has its own)."""
+    properties = str(s3_server.data_dir(region, settings).parent / f"{region}.properties")
+    return [p for p in psutil.process_iter(["cmdline"]) if properties in (p.info["cmdline"] or [])]
 
 
 @pytest.mark.reliability
@@ -106,8 +105,9 @@ def test_s3_data_survive_a_restart_and_two_ups_start_one_server(stack, settings)
     s3.ensure_bucket(client, "proxima-persist-test", region.name)
     client.put_object(Bucket="proxima-persist-test", Key="a/b.nc", Body=b"kept")
 
-    (old,) = _s3proxies(region.name)
-    processes.stop(old.pid)
+    (row,) = [r for r in manager.status(settings, stack) if r.name == f"{region.name}-s3"]
+    assert [p.pid for p in _s3proxies(settings, region.name)] == [row.pid]
+    processes.stop(row.pid)
     env = os.environ | {
         "PROXIMA_STATE_DIR": str(settings.state_dir),
         "PROXIMA_STACK_CONFIG": str(settings.stack_config),
@@ -125,7 +125,9 @@ def test_s3_data_survive_a_restart_and_two_ups_start_one_server(stack, settings)
     ]
     outs = [p.communicate(timeout=300) for p in ups]
     assert [p.returncode for p in ups] == [0, 0], outs
-    assert len(_s3proxies(region.name)) == 1
+    (after,) = [r for r in manager.status(settings, stack) if r.name == f"{region.name}-s3"]
+    assert after.pid != row.pid
+    assert [p.pid for p in _s3proxies(settings, region.name)] == [after.pid]
     assert all(r.healthy for r in manager.status(settings, stack))
     body = client.get_object(Bucket="proxima-persist-test", Key="a/b.nc")["Body"].read()
     assert body == b"kept"

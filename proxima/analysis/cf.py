@@ -5,13 +5,16 @@ needs to know what a result holds without reading the request.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from importlib import metadata
 from typing import Any
 
+import cftime
 import numpy as np
 import xarray as xr
 from xarray.coding.times import contains_cftime_datetimes
 
+from proxima.analysis import time_cells
 from proxima.analysis.plan import Plan, SelectionPlan
 from proxima.analysis.request import AnalysisRequest, Coarsen
 
@@ -24,7 +27,6 @@ METHODS = {
     "sum": "sum",
     "std": "standard_deviation",
 }
-SPACE = {"space": "area", "time": "time", "both": "time: area"}
 COORDS: dict[str, dict[str, str]] = {
     "lat": {
         "standard_name": "latitude",
@@ -55,21 +57,40 @@ def variable_name(plan: Plan) -> str:
     return f"{name}_anomaly" if len(plan.selections) > 1 else name
 
 
-def cell_methods(request: AnalysisRequest) -> str | None:
-    """CF cell_methods of the reduction (``time: mean``, ``area: maximum``,
-    ``time: area: mean`` for a joint reduction); None for a count or a plain subset.
+def _joint(names: str, method: str) -> str:
+    return f"{names}: {method}"
+
+
+def cell_methods(request: AnalysisRequest, climatology: bool = False) -> str | None:
+    """CF cell_methods true to the computation (CF 1.8 §7.3, §7.4).
+
+    ``time: mean`` for a map, ``area: maximum`` for a series, ``time: area: mean`` when
+    time and space were reduced together (over both, or over space within groups of time);
+    a climatology (a group spanning several years) reduces ``within years`` then ``over
+    years``. Means and standard deviations of a climatology are pooled over every time
+    step (not a mean of yearly values), which the comment says. A count is the ``sum`` of
+    valid values (its standard_name carries ``number_of_observations``); a subset names
+    only what its coarsening averaged, or None.
     """
-    if request.reduction == "count":
-        return None
     if request.reduction == "none":
-        coarsen = request.coarsen
+        coarsen = request.coarsen or Coarsen()
         parts = []
-        if coarsen and coarsen.time:
+        if coarsen.time:
             parts.append("time: mean")
-        if coarsen and coarsen.space:
+        if coarsen.space:
             parts.append("lat: lon: mean")  # plain block means, not area-weighted
         return " ".join(parts) or None
-    return f"{SPACE[request.over]}: {METHODS[request.reduction]}"
+    method = "sum" if request.reduction == "count" else METHODS[request.reduction]
+    space = request.over in ("space", "both")
+    time = request.over in ("time", "both") or request.group_by is not None
+    if not time:
+        return _joint("area", method)
+    if not climatology:
+        return _joint("time: area" if space else "time", method)
+    within = f"time: {method} within years time: {method} over years"
+    if request.reduction in ("mean", "std"):
+        within += " (comment: pooled over every time step of every year)"
+    return f"area: {method} {within}" if space else within
 
 
 def _long_name(request: AnalysisRequest, what: str) -> str:
@@ -87,7 +108,9 @@ def _long_name(request: AnalysisRequest, what: str) -> str:
     return what + (f" ({', '.join(made)})" if made else "")
 
 
-def _attrs(request: AnalysisRequest, main: SelectionPlan, units: str) -> dict[str, Any]:
+def _attrs(
+    request: AnalysisRequest, main: SelectionPlan, units: str, climatology: bool
+) -> dict[str, Any]:
     counted = request.reduction == "count"
     attrs: dict[str, Any] = {
         "long_name": _long_name(request, main.long_name or main.variable),
@@ -96,19 +119,19 @@ def _attrs(request: AnalysisRequest, main: SelectionPlan, units: str) -> dict[st
     if main.standard_name:
         modifier = " number_of_observations" if counted else ""
         attrs["standard_name"] = main.standard_name + modifier
-    methods = cell_methods(request)
+    methods = cell_methods(request, climatology)
     if methods:
         attrs["cell_methods"] = methods
     return attrs
 
 
 def describe(
-    answer: xr.DataArray, request: AnalysisRequest, plan: Plan
+    answer: xr.DataArray, request: AnalysisRequest, plan: Plan, climatology: bool = False
 ) -> tuple[str, dict[str, Any], dict[str, dict[str, str]]]:
     """The result variable's name and attributes, and each coordinate's attributes."""
     main = plan.selections[0]
     units = str(answer.attrs.get("units", ""))
-    attrs = _attrs(request, main, units)
+    attrs = _attrs(request, main, units, climatology)
     if len(plan.selections) > 1:
         base = plan.selections[1]
         attrs.pop("standard_name", None)  # CF has no modifier for a difference
@@ -147,12 +170,25 @@ def provenance(request: AnalysisRequest, plan: Plan) -> dict[str, str]:
 
 def to_dataset(answer: xr.DataArray, request: AnalysisRequest, plan: Plan) -> xr.Dataset:
     """The answer as a CF-described dataset (global attributes added by the caller)."""
-    name, attrs, coords = describe(answer, request, plan)
+    groups = None
+    if request.group_by and request.group_by in answer.dims:
+        sel = request.selection
+        groups = [
+            time_cells.group_time(request.group_by, label, sel.start, sel.end)
+            for label in answer[request.group_by].values
+        ]
+    climatology = bool(groups) and time_cells.is_climatology(groups or [])
+    name, attrs, coords = describe(answer, request, plan, climatology)
     ds = answer.rename(name).assign_attrs(attrs).to_dataset()
     for coord in ("month", "year"):  # CF 2.2 has no 64-bit integers
         if coord in ds.coords:
             ds[coord] = ds[coord].astype("int32")
-    if request.over != "space" and not request.group_by and request.reduction != "none":
+    if groups is not None and request.group_by:
+        ds = _group_times(ds, request.group_by, groups, climatology)
+    elif request.reduction == "none":
+        if request.coarsen and request.coarsen.time:
+            ds = _step_bounds(ds, request.coarsen.time, request)
+    elif request.over != "space":
         ds = _period(ds, request)
     for coord, coord_attrs in coords.items():
         ds[coord].attrs.update(coord_attrs)
@@ -167,6 +203,49 @@ def _period(ds: xr.Dataset, request: AnalysisRequest) -> xr.Dataset:
     ds = ds.assign_coords(time=start + (end - start) // 2)
     ds["time_bnds"] = xr.DataArray(np.array([start, end]), dims="nv")
     ds["time"].attrs.update(COORDS["time"], bounds="time_bnds")
+    return ds
+
+
+def _group_times(
+    ds: xr.Dataset, dim: str, groups: list[time_cells.GroupTime], climatology: bool
+) -> xr.Dataset:
+    """An auxiliary ``time`` along the group dimension, bounded by what each value covers:
+    ``bounds`` for a series of months, seasons or years; ``climatology`` bounds (first to
+    last occurrence) when a group spans several years (CF 1.8 §7.4).
+    """
+    bounds = np.array(
+        [[np.datetime64(b, "s") for b in g.bounds] for g in groups], dtype="datetime64[s]"
+    )
+    middles = np.array([g.occurrences[0].middle for g in groups], dtype="datetime64[s]")
+    name = "climatology_bnds" if climatology else "time_bnds"
+    ds = ds.assign_coords(time=(dim, middles))
+    ds[name] = xr.DataArray(bounds, dims=(dim, "nv"))
+    attrs = {k: v for k, v in COORDS["time"].items() if k != "axis"}  # axis: coordinates only
+    ds["time"].attrs.update(attrs, **{"climatology" if climatology else "bounds": name})
+    return ds
+
+
+def _step_bounds(ds: xr.Dataset, per: str, request: AnalysisRequest) -> xr.Dataset:
+    """Bounds of each coarsened step: its day or month, clipped to the selection (a month
+    the selection enters mid-way averaged only its selected days, and its time moves to
+    the first of them).
+    """
+    times = ds["time"].values
+    if not len(times):
+        return ds
+    sel = request.selection
+    first, last = sel.start, sel.end + timedelta(days=1)
+    if isinstance(times[0], cftime.datetime):
+        calendar = times[0].calendar
+        lo: Any = cftime.datetime(first.year, first.month, first.day, calendar=calendar)
+        hi: Any = cftime.datetime(last.year, last.month, last.day, calendar=calendar)
+    else:
+        lo, hi = np.datetime64(first, "ns"), np.datetime64(last, "ns")
+    starts = np.array([max(t, lo) for t in times], dtype=times.dtype)
+    ends = np.array([min(time_cells.step_end(t, per), hi) for t in times], dtype=times.dtype)
+    ds = ds.assign_coords(time=xr.DataArray(starts, dims="time", attrs=ds["time"].attrs))
+    ds["time_bnds"] = xr.DataArray(np.stack([starts, ends], axis=1), dims=("time", "nv"))
+    ds["time"].attrs["bounds"] = "time_bnds"
     return ds
 
 

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from proxima.analysis.time_cells import labels
 from proxima.catalog.geo import normalize_bbox
 from proxima.catalog.model import FACET_KEYS, check_facets
 
@@ -166,6 +167,15 @@ class AnalysisRequest(BaseModel):
             raise ValueError(
                 "a comparison needs time reduced: use over='time' or 'both', or set group_by"
             )
+        if self.baseline is not None and self.group_by is not None:
+            ours = labels(self.group_by, self.selection.start, self.selection.end)
+            theirs = labels(self.group_by, self.baseline.start, self.baseline.end)
+            if ours != theirs:
+                raise ValueError(
+                    f"a comparison by {self.group_by} needs the same {self.group_by}s in the "
+                    f"selection ({ours}) and the baseline ({theirs}); a difference of the "
+                    "others would be dropped"
+                )
         if self.output_name and self.output_name.endswith((".nc", ".zarr")):
             wanted = ".nc" if self.output_format == "netcdf" else ".zarr"
             if not self.output_name.endswith(wanted):

@@ -44,6 +44,12 @@ def coarser_grid_difference(b: xr.DataArray, a: xr.DataArray) -> xr.DataArray:
             b = _interp(b, a)
         else:
             a = _interp(a, b)
+    for dim in ("month", "season", "year"):
+        if dim in b.dims and set(b[dim].values.tolist()) != set(a[dim].values.tolist()):
+            raise ProximaError(
+                f"the selection's {dim}s {b[dim].values.tolist()} and the baseline's "
+                f"{a[dim].values.tolist()} differ: no difference is returned for some of them"
+            )
     b, a = xr.align(b, a, join="inner")
     return b - a
 
