@@ -38,9 +38,9 @@ from prefect.artifacts import acreate_markdown_artifact  # noqa: E402
 from flows.runners import on_cluster, on_region  # noqa: E402
 from proxima import opensearch  # noqa: E402
 from proxima.analysis.cf import data_variable  # noqa: E402
-from proxima.analysis.kernels import compute_partial  # noqa: E402
 from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
+from proxima.analysis.regional import compute_partial  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 
 REQUEST = {

@@ -50,9 +50,9 @@ from machine import print_machine  # noqa: E402
 
 from proxima import datagen, opensearch, testbed  # noqa: E402
 from proxima.analysis.cf import data_variable  # noqa: E402
-from proxima.analysis.kernels import compute_partial  # noqa: E402
 from proxima.analysis.partials import combine, finalize  # noqa: E402
 from proxima.analysis.plan import make_plan  # noqa: E402
+from proxima.analysis.regional import compute_partial  # noqa: E402
 from proxima.analysis.request import AnalysisRequest  # noqa: E402
 from proxima.baselines import pull_partial  # noqa: E402
 from proxima.client import Proxima  # noqa: E402

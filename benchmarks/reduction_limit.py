@@ -38,8 +38,9 @@ import xarray as xr  # noqa: E402
 from distributed import Client  # noqa: E402
 from machine import print_machine  # noqa: E402
 
-from proxima.analysis.kernels import AssetRef, KernelSpec, compute_partial  # noqa: E402
+from proxima.analysis.kernels import AssetRef, KernelSpec  # noqa: E402
 from proxima.analysis.partials import finalize  # noqa: E402
+from proxima.analysis.regional import compute_partial  # noqa: E402
 from proxima.platform import from_stack  # noqa: E402
 
 REGION = "us-east-1"

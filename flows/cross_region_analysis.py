@@ -28,13 +28,9 @@ from proxima.analysis.assemble import (
     output_name,
     summary_markdown,
 )
-from proxima.analysis.kernels import (
-    KernelSpec,
-    TransferCapExceeded,
-    check_transfer,
-    compute_partial,
-)
+from proxima.analysis.kernels import KernelSpec, TransferCapExceeded, check_transfer
 from proxima.analysis.plan import Plan, PlanningError, make_plan
+from proxima.analysis.regional import Usage, compute_partial
 from proxima.analysis.request import AnalysisRequest
 from proxima.platform import Platform, Region
 from proxima.platform import load as load_platform
@@ -69,10 +65,12 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
 
     worker = distributed.get_worker()
     started, started_at = time.perf_counter(), time.time()
+    usage = Usage()
     with region_cluster() as client:
         agg, bytes_read = compute_partial(
-            region.root, spec, client, reporter(region.name, "blocks")
+            region.root, spec, client, reporter(region.name, "blocks"), usage
         )
+        cores = sum(client.nthreads().values())
     returned = len(cloudpickle.dumps(agg))
     check_transfer(region.name, returned, spec)
     return {
@@ -83,6 +81,9 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
         "bytes_returned": returned,
         "seconds": round(time.perf_counter() - started, 3),
         "started_at": started_at,
+        "cpu_s": round(usage.cpu_s, 4),
+        "tasks": usage.tasks,
+        "cores": min(cores, usage.tasks) or 1,
         "partial": agg,
     }
 

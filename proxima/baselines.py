@@ -10,7 +10,8 @@ from pathlib import Path
 import xarray as xr
 
 from proxima import s3
-from proxima.analysis.kernels import KernelSpec, compute_partial
+from proxima.analysis.kernels import KernelSpec
+from proxima.analysis.regional import compute_partial
 from proxima.platform.model import Region
 
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from proxima.analysis.kernels import AssetRef, KernelSpec, compute_partial
+from proxima.analysis.kernels import AssetRef, KernelSpec
 from proxima.analysis.partials import finalize
+from proxima.analysis.regional import compute_partial
 from proxima.zarr_chunks import MissingChunks
 
 pytestmark = pytest.mark.reliability

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from proxima.analysis.kernels import AssetRef, KernelSpec, blocks, compute_partial
+from proxima.analysis.kernels import AssetRef, KernelSpec, blocks
 from proxima.analysis.partials import combine, fields, finalize, from_array
 from proxima.analysis.plan import out_bytes
+from proxima.analysis.regional import compute_partial
 
 REDUCTIONS = ["mean", "min", "max", "sum", "std", "count"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from proxima.analysis.kernels import compute_partial
 from proxima.analysis.partials import finalize
 from proxima.analysis.plan import estimate_selection
+from proxima.analysis.regional import compute_partial
 from proxima.analysis.request import AnalysisRequest
 from proxima.analysis.units import UnitsError, harmonize, linear
 from proxima.catalog.extract import extract

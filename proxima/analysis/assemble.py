@@ -38,6 +38,9 @@ class RegionOutcome(BaseModel):
     bytes_returned: int
     seconds: float
     started_at: float
+    cpu_s: float = Field(default=0.0, description="CPU-seconds of the region's block tasks.")
+    tasks: int = 0
+    cores: int = Field(default=1, description="Worker threads the region's tasks could use.")
     partial: xr.Dataset = Field(exclude=True)
 
 

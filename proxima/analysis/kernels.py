@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import xarray as xr
 from pydantic import BaseModel, Field
 
 from proxima import netcdf
-from proxima.analysis.partials import Accumulator, combine, step_keys
+from proxima.analysis.partials import Accumulator, step_keys
 from proxima.errors import ProximaError
 from proxima.paths import inside
 from proxima.zarr_chunks import check_chunks
@@ -217,48 +216,6 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
         da.close()
 
 
-Progress = Callable[[int, int, int], None]
-
-
-def compute_partial(
-    root: str, spec: KernelSpec, client: Any = None, progress: Progress | None = None
-) -> tuple[xr.Dataset, int]:
-    """A region's partial aggregates: one task per block on ``client`` (or here, in turn);
-    for a subset (reduction none), the region's piece of the data (see ``subset``).
-
-    Returns:
-        (the small merged partial aggregates, decoded bytes of selected data read).
-
-    Raises:
-        EmptySelection: No asset has a selected time step.
-    """
-    if spec.reduction == "none":
-        from proxima.analysis.subset import compute_subset
-
-        return compute_subset(root, spec, client, progress)
-    todo = blocks(spec)
-    merged: xr.Dataset | None = None
-    total = 0
-    if client is None:
-        results = (block_partial(root, spec, b) for b in todo)
-    else:
-        from distributed import as_completed
-
-        futures = client.map(
-            block_partial, [root] * len(todo), [spec] * len(todo), todo, pure=False
-        )
-        results = (f.result() for f in as_completed(futures, loop=client.loop))
-    for done, (part, nbytes) in enumerate(results, start=1):
-        total += nbytes
-        if progress:
-            progress(done, len(todo), total)
-        if part is not None:
-            merged = part if merged is None else combine([merged, part])
-    if merged is None:
-        raise EmptySelection("no time step of the region's assets falls in the range")
-    return merged, total
-
-
 __all__ = [
     "AssetRef",
     "Block",
@@ -266,6 +223,5 @@ __all__ = [
     "KernelSpec",
     "block_partial",
     "blocks",
-    "compute_partial",
     "open_asset",
 ]

@@ -9,19 +9,14 @@ sends only the finished values.
 
 from __future__ import annotations
 
-from typing import Any
-
 import cftime
 import numpy as np
 import xarray as xr
 
 from proxima.analysis.kernels import (
     Block,
-    EmptySelection,
     KernelSpec,
-    Progress,
     block_steps,
-    blocks,
     column_runs,
     open_asset,
     read_slab,
@@ -111,34 +106,6 @@ def finish(piece: xr.Dataset) -> xr.Dataset:
     dtype = "float32" if piece.attrs.get("source_dtype") == "float32" else "float64"
     value = (piece["sum"] / piece["count"].where(piece["count"] > 0)).astype(dtype)
     return xr.Dataset({"value": value})
-
-
-def compute_subset(
-    root: str, spec: KernelSpec, client: Any = None, progress: Progress | None = None
-) -> tuple[xr.Dataset, int]:
-    """A region's piece of a subset: one task per block, merged and finished here.
-
-    Raises:
-        EmptySelection: No asset has a selected time step.
-    """
-    todo = blocks(spec)
-    if client is None:
-        done = (block_subset(root, spec, b) for b in todo)
-    else:
-        from distributed import as_completed
-
-        futures = client.map(block_subset, [root] * len(todo), [spec] * len(todo), todo, pure=False)
-        done = (f.result() for f in as_completed(futures, loop=client.loop))
-    pieces, read = [], 0
-    for count, (piece, nbytes) in enumerate(done, start=1):
-        read += nbytes
-        if piece is not None:
-            pieces.append(piece)
-        if progress:
-            progress(count, len(todo), read)
-    if not pieces:
-        raise EmptySelection("no time step of the region's assets falls in the range")
-    return finish(merge_blocks(pieces)), read
 
 
 def concatenate(pieces: list[xr.Dataset]) -> xr.DataArray:
