@@ -57,6 +57,7 @@ from proxima.analysis.request import AnalysisRequest  # noqa: E402
 from proxima.baselines import pull_partial  # noqa: E402
 from proxima.client import Proxima  # noqa: E402
 from proxima.config import StackConfig, load_stack_config  # noqa: E402
+from proxima.footprint.factors import for_region  # noqa: E402
 from proxima.platform import from_stack  # noqa: E402
 from proxima.settings import ProximaSettings, get_settings  # noqa: E402
 from proxima.stack import manager  # noqa: E402
@@ -196,7 +197,9 @@ class Bench:
         a_result, a_s, a_moved = self.measured(lambda: self.notebook(request))
         (cli_result, summary), cli_s, cli_moved = self.measured(lambda: self.proxima(request))
         specs = self.specs(request)
+        cpu0 = time.process_time()
         b_result, b_s, b_moved = self.measured(lambda: self.pull(specs))
+        pull_cpu_s = time.process_time() - cpu0
         c_result, c_s, c_moved = self.measured(lambda: self.plain(specs))
         dims = a_result.dims
         for other in (b_result, c_result, cli_result):
@@ -225,6 +228,7 @@ class Bench:
             "compressed_bytes": sum(a.size for s in specs.values() for a in s.assets),
             "bytes_returned": sum(r["bytes_returned"] for r in summary["regions"]),
             "rows": rows,
+            "footprint": modelled(summary["footprint"], pull_cpu_s, self.platform.client_region),
         }
         print(
             f"  {summary['bytes_read'] / 1e9:.2f} GB @ {rate:g} Mbit/s: "
@@ -232,6 +236,23 @@ class Bench:
             flush=True,
         )
         return point
+
+
+def modelled(footprint: dict[str, Any], pull_cpu_s: float, client: str) -> dict[str, Any]:
+    """Energy and carbon of (a) Proxima (its run's footprint: compute on the regions and
+    what crossed) and (b) the pull (the same selection's on-disk bytes across the links,
+    and the client's decode: its CPU-seconds at max watts, in the client region).
+    """
+    f = for_region(client)
+    decode_kwh = pull_cpu_s / 3600 * f.vcpu_watts_max.value / 1000 * f.pue.value
+    run, pull = footprint["totals"]["run"], footprint["totals"]["pull"]
+    return {
+        "proxima_kwh": run["kwh"],
+        "proxima_gco2e": run["gco2e"],
+        "pull_kwh": pull["kwh"] + decode_kwh,
+        "pull_gco2e": pull["gco2e"] + decode_kwh * f.grid_gco2e_per_kwh.value,
+        "pull_decode_cpu_s": pull_cpu_s,
+    }
 
 
 def fit(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -258,8 +279,12 @@ def fit(points: list[dict[str, Any]]) -> dict[str, Any]:
     return model
 
 
-def extrapolate(model: dict[str, Any], rate_mbit: float = 100.0) -> list[dict[str, Any]]:
-    """Predicted wall time at 100 GB and 1 TB decoded, 2 regions, ``rate_mbit`` links."""
+def extrapolate(
+    model: dict[str, Any], rate_mbit: float = 100.0, point: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Predicted wall time at 100 GB and 1 TB decoded, 2 regions, ``rate_mbit`` links; with
+    ``point``, its energy and carbon scaled by the decoded bytes (both sides are linear).
+    """
     out = []
     for size in (100e9, 1e12):
         p, pull = model["proxima"], model["pull"]
@@ -276,6 +301,11 @@ def extrapolate(model: dict[str, Any], rate_mbit: float = 100.0) -> list[dict[st
                 "speedup": t_pull / t_prox,
             }
         )
+        if point:
+            scale = size / point["decoded_bytes"]
+            out[-1] |= {
+                k: v * scale for k, v in point["footprint"].items() if k != "pull_decode_cpu_s"
+            }
     return out
 
 
@@ -350,17 +380,20 @@ def main() -> None:
         f"links {DEFAULT[1]:g} Mbit/s (tbf); answers of the three strategies equal (rtol 1e-9).",
         "",
         "| GB decoded | Mbit/s | (a) Proxima s | (b) pull s | (c) plain Dask s | (b)/(a) | "
-        "(a') CLI s | (b)/(a') | bytes (a) | bytes (b) | bytes (a)/(b) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "(a') CLI s | (b)/(a') | bytes (a) | bytes (b) | bytes (a)/(b) | kWh (a) | kWh (b) "
+        "| gCO2e (a) | gCO2e (b) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
-        r = p["rows"]
+        r, fp = p["rows"], p["footprint"]
         ab, bb = sum(_moved(r[0]["per_link"])), sum(_moved(r[1]["per_link"]))
         lines.append(
             f"| {p['decoded_bytes'] / 1e9:.2f} | {p['rate_mbit']:g} | {r[0]['seconds']:.1f} | "
             f"{r[1]['seconds']:.1f} | {r[2]['seconds']:.1f} | "
             f"{r[1]['seconds'] / r[0]['seconds']:.1f} | {r[3]['seconds']:.1f} | "
-            f"{r[1]['seconds'] / r[3]['seconds']:.1f} | {ab:,} | {bb:,} | {ab / bb:.4f} |"
+            f"{r[1]['seconds'] / r[3]['seconds']:.1f} | {ab:,} | {bb:,} | {ab / bb:.4f} | "
+            f"{fp['proxima_kwh']:.3g} | {fp['pull_kwh']:.3g} | {fp['proxima_gco2e']:.3g} | "
+            f"{fp['pull_gco2e']:.3g} |"
         )
     speedup = b["seconds"] / a["seconds"]
     byte_ratio = sum(_moved(a["per_link"])) / sum(_moved(b["per_link"]))
@@ -378,12 +411,13 @@ def main() -> None:
         "speedup_vs_pull": speedup,
         "speedup_vs_pull_cli": b["seconds"] / rows[3]["seconds"],
         "bytes_ratio_vs_pull": byte_ratio,
+        "footprint": default["footprint"],
         "sweep": points,
     }
     if len(points) > 2:
         model = fit(points)
         result["model"] = model
-        result["extrapolation"] = extrapolate(model)
+        result["extrapolation"] = extrapolate(model, point=default)
         p, pull, cli = model["proxima"], model["pull"], model["proxima_cli"]
         lines += [
             "",
@@ -396,11 +430,13 @@ def main() -> None:
             f"({pull['client_decode_mb_s'] or 0:.0f} MB/s); on-disk / decoded = "
             f"{model['compression_ratio']:.2f}",
             "",
-            "| extrapolated, 100 Mbit/s links | Proxima | pull | speed-up |",
-            "|---|---|---|---|",
+            "| extrapolated, 100 Mbit/s links | Proxima | pull | speed-up | Proxima kWh | "
+            "pull kWh | Proxima gCO2e | pull gCO2e |",
+            "|---|---|---|---|---|---|---|---|",
             *[
                 f"| {e['decoded_gb']:,.0f} GB | {e['proxima_s'] / 60:.1f} min | "
-                f"{e['pull_s'] / 60:.1f} min | {e['speedup']:.1f}x |"
+                f"{e['pull_s'] / 60:.1f} min | {e['speedup']:.1f}x | {e['proxima_kwh']:.3g} | "
+                f"{e['pull_kwh']:.3g} | {e['proxima_gco2e']:.3g} | {e['pull_gco2e']:.3g} |"
                 for e in result["extrapolation"]
             ],
         ]

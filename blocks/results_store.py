@@ -42,6 +42,11 @@ class ResultsStore(Block):
         default_factory=lambda: dict(EGRESS_PRICES_DEFAULT),
         description="USD per GB between regions, keyed 'src->dst', with a 'default'.",
     )
+    footprint_factors: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Footprint factors overriding proxima/footprint/factors.yaml: "
+        "{region or 'defaults': {factor: value}}.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> ResultsStore:

@@ -9,7 +9,9 @@ heartbeat thread, which sleeps in 1 s steps (0.5 s per flow on average, measured
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from proxima.analysis.kernels import KernelSpec, TransferCapExceeded, check_tran
 from proxima.analysis.plan import Plan, PlanningError, make_plan
 from proxima.analysis.regional import Usage, compute_partial
 from proxima.analysis.request import AnalysisRequest
+from proxima.footprint import account, calibration, report
+from proxima.footprint.factors import FootprintError
 from proxima.platform import Platform, Region
 from proxima.platform import load as load_platform
 from proxima.settings import get_settings
@@ -183,9 +187,22 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     )
     if request.dry_run:
         await plan_note
-        return plan.dry_run_summary()
+        estimate = _footprint(
+            lambda: account.estimated(
+                plan,
+                request.reduction,
+                platform.egress_prices,
+                platform.footprint_factors,
+                calibration.load(platform.results_dir),
+            )
+        )
+        return plan.dry_run_summary() | {"footprint": _as_summary(estimate)}
     outcomes, failures = await _run_regions(plan, platform)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
+    footprint = _footprint(
+        lambda: account.measured(plan, outcomes, platform.egress_prices, platform.footprint_factors)
+    )
+    done.dataset.attrs["footprint"] = json.dumps(_as_summary(footprint))
     path = results.write_atomic(
         done.dataset, Path(platform.results_dir), name, request.output_format, request.overwrite
     )
@@ -197,14 +214,43 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
             path, platform.results_bucket, platform.results_prefix, platform.results_s3_endpoint
         )
     summary = done.summary(plan, str(path), uri, time.perf_counter() - started)
-    dashboards = {r.name: r.dashboard_url for r in platform.regions}
-    await asyncio.gather(
-        plan_note,
-        acreate_markdown_artifact(
-            summary_markdown(summary, dashboards, png), key="analysis-summary"
-        ),
+    summary["footprint"] = _as_summary(footprint)
+    note = summary_markdown(
+        summary, dashboards={r.name: r.dashboard_url for r in platform.regions}, png=png
     )
+    if isinstance(footprint, account.Footprint):
+        read: dict[str, int] = {}  # the plan's estimate: the dry run scales the same figure
+        for r in (r for s in plan.selections for r in s.regions):
+            read[r.region] = read.get(r.region, 0) + r.bytes_read
+        calibration.save(
+            platform.results_dir,
+            account.calibrate(
+                calibration.load(platform.results_dir), request.reduction, footprint, read
+            ),
+        )
+        note += "\n\n" + report.markdown(footprint)
+        note += results.png_markdown(report.chart_png(footprint), "footprint")
+    else:
+        note += f"\n\n### Footprint\n\nNot stated: {footprint}\n"
+    await asyncio.gather(plan_note, acreate_markdown_artifact(note, key="analysis-summary"))
     return summary
+
+
+def _footprint(make: Callable[[], account.Footprint]) -> account.Footprint | str:
+    """The footprint, or why it cannot be stated (a region without factors): the answer
+    stands either way, and the summary says which.
+    """
+    try:
+        return make()
+    except FootprintError as exc:
+        get_run_logger().warning("footprint not stated: %s", exc)
+        return str(exc)
+
+
+def _as_summary(footprint: account.Footprint | str) -> dict[str, Any]:
+    if isinstance(footprint, str):
+        return {"error": footprint}
+    return footprint.summary()
 
 
 def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from proxima.errors import ProximaError, describe_invalid
+from proxima.footprint import report as footprint_report
 from proxima.stack import manager
 
 P = ParamSpec("P")
@@ -449,6 +450,8 @@ def analyze(
         for row in out["plan"]:
             console.print(row)
         console.print(f"egress ≈ ${out['egress_usd_est']:.6f}")
+        for line in footprint_report.lines(out["footprint"]):
+            console.print(line)
         return
     console.print(f"{out['variable']}: {out['long_name']} (coverage: {out['coverage']})")
     answer = Table(show_header=False)
@@ -461,6 +464,8 @@ def analyze(
             f"returned {r['bytes_returned']:,} B on {r['worker']}"
         )
     console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
+    for line in footprint_report.lines(out["footprint"]):
+        console.print(line)
     console.print(f"result: {out['result_path']}")
 
 

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import html
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ from proxima.analysis.request import AnalysisRequest
 from proxima.catalog import export
 from proxima.catalog.search import CatalogQuery, search
 from proxima.errors import ProximaError, describe_invalid
+from proxima.footprint import account, calibration
+from proxima.footprint import report as footprint_report
+from proxima.footprint.factors import FootprintError
 from proxima.platform import Platform
 
 T = TypeVar("T")
@@ -101,9 +105,11 @@ class Assets(pd.DataFrame):
 class PlanView:
     """A dry-run plan: what each region reads, what crosses regions, what it costs."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, footprint: dict[str, Any] | None = None) -> None:
         self.plan = plan
         self.table = pd.DataFrame(plan.table())
+        self.footprint = footprint or {}
+        """The estimated footprint (``Footprint.summary()``), or why it is not stated."""
 
     @property
     def bytes_read(self) -> int:
@@ -125,6 +131,7 @@ class PlanView:
             f"read ≈ {self.bytes_read:,} B; crossing regions ≈ {self.bytes_crossing:,} B; "
             f"egress ≈ ${self.egress_usd:.6f}; combined in {self.plan.client_region}; "
             f"coverage: {self.plan.selections[0].coverage.describe()}"
+            + ("\n" + "\n".join(footprint_report.lines(self.footprint)) if self.footprint else "")
         )
 
     def __repr__(self) -> str:
@@ -207,7 +214,27 @@ class Proxima:
             self.platform.client_region,
             self.platform.egress_prices,
         )
-        return PlanView(plan)
+        try:
+            footprint = account.estimated(
+                plan,
+                parsed.reduction,
+                self.platform.egress_prices,
+                self.platform.footprint_factors,
+                calibration.load(self.platform.results_dir),
+            ).summary()
+        except FootprintError as exc:
+            footprint = {"error": str(exc)}
+        return PlanView(plan, footprint)
+
+    @staticmethod
+    def footprint(result: xr.Dataset) -> dict[str, Any]:
+        """What the run behind ``result`` cost and saved (compute, transfer, energy,
+        carbon per region, against a pull), as its summary stated it.
+        """
+        if "footprint" not in result.attrs:
+            raise ProximaError("this dataset is not a Proxima result with a footprint")
+        out: dict[str, Any] = json.loads(result.attrs["footprint"])
+        return out
 
     def analyze(
         self,

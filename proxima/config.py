@@ -189,6 +189,11 @@ class StackConfig(_Strict):
         default_factory=lambda: dict(EGRESS_PRICES_DEFAULT),
         description="USD per GB between regions, keyed 'src->dst', with a 'default'.",
     )
+    footprint: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Footprint factors overriding proxima/footprint/factors.yaml: "
+        "{region or 'defaults': {factor: value}}.",
+    )
     record_calls: bool = Field(
         default=False,
         description="The stack's processes record every OpenSearch and AWS call under "

@@ -17,6 +17,7 @@ from proxima.analysis import results
 from proxima.analysis.cf import data_variable
 from proxima.config import StackConfig, load_stack_config
 from proxima.errors import ProximaError
+from proxima.footprint import report as footprint_report
 from proxima.platform import Platform, from_stack
 from proxima.settings import ProximaSettings, get_settings
 from proxima.stack import manager
@@ -126,5 +127,7 @@ def report(result_path: Path, say: Say) -> dict[str, Any]:
             f"returned {r['bytes_returned']:,} B"
         )
     say(f"  bytes that crossed regions: {int(ds.attrs['bytes_crossed_regions']):,}")
+    for line in footprint_report.lines(json.loads(ds.attrs["footprint"])):
+        say(f"  {line}")
     say(f"  result file: {result_path}")
     return {"answer": rows, "per_region": per_region}

@@ -552,6 +552,12 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
     shown = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text).group(1))
     assert shown.startswith(b"\x89PNG\r\n\x1a\n")
     assert Path(f"{result}.png").read_bytes() == shown
+    # the footprint: every region's compute, transfer and pull, the sources, a chart
+    assert "### Footprint (measured)" in text and "EPA eGRID2020" in text
+    for region in ("us-east-1", "us-west-2"):
+        assert re.search(rf"\| {region} \| [0-9.e-]+ \| [0-9]+% \| \$", text), region
+    assert len(re.findall(r"data:image/png;base64,", text)) == 2
+    assert "footprint (measured):" in out.stdout and "vs a pull" in out.stdout
 
 
 def test_answer_tables_name_groups_as_readers_do():

@@ -137,6 +137,7 @@ def from_blocks(
         results_s3_endpoint=results.s3_endpoint,
         client_region=results.client_region,
         egress_prices=results.egress_prices,
+        footprint_factors=results.footprint_factors,
     )
 
 
@@ -181,5 +182,6 @@ def save_blocks(platform: Platform | None = None) -> list[str]:
         path=platform.results_dir,
         client_region=platform.client_region,
         egress_prices=platform.egress_prices,
+        footprint_factors=platform.footprint_factors,
     ).save(RESULTS_BLOCK, overwrite=True)
     return [*saved, CATALOG_BLOCK, RESULTS_BLOCK]

@@ -58,6 +58,9 @@ class Platform(BaseModel):
     results_s3_endpoint: str | None = None
     client_region: str = "us-east-1"
     egress_prices: dict[str, float] = Field(default_factory=lambda: dict(EGRESS_PRICES_DEFAULT))
+    footprint_factors: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Overrides of proxima/footprint/factors.yaml."
+    )
 
     def region(self, name: str) -> Region:
         """The region ``name``, or an error listing those that exist."""

@@ -37,4 +37,5 @@ def from_stack(
         results_dir=str(Path(settings.state_dir) / "results"),
         client_region=config.client_region,
         egress_prices=config.egress_prices,
+        footprint_factors=config.footprint,
     )
