@@ -58,6 +58,13 @@ class DataRegion(Block):
         default=None,
         description="FSx file system id; when set, imports run as FSx data repository tasks.",
     )
+    workers: int = Field(default=1, ge=1, description="Dask worker processes of the cluster.")
+    threads_per_worker: int = Field(default=1, ge=1, description="Threads of each worker.")
+    worker_memory_bytes: int | None = Field(
+        default=None,
+        description="Each worker's memory limit in bytes; requests estimated to need more "
+        "are refused before they run.",
+    )
     tls_ca_file: str | None = Field(
         default=None,
         description="CA certificate (PEM text or a path) for tls:// Dask connections; "

@@ -19,9 +19,11 @@ import cloudpickle
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 
+from flows.admission import ensure_limits, region_slot
 from flows.progress import Say, reporter, run_watched
 from flows.runners import on_cluster, on_region, region_cluster
 from proxima import opensearch
+from proxima.admission import memory
 from proxima.analysis import results
 from proxima.analysis.assemble import (
     RegionFailed,
@@ -31,7 +33,7 @@ from proxima.analysis.assemble import (
     summary_markdown,
 )
 from proxima.analysis.kernels import KernelSpec, TransferCapExceeded, check_transfer
-from proxima.analysis.plan import Plan, PlanningError, make_plan
+from proxima.analysis.plan import Plan, PlanningError, RegionPlan, make_plan
 from proxima.analysis.regional import Usage, compute_partial
 from proxima.analysis.request import AnalysisRequest
 from proxima.footprint import account, calibration, report
@@ -99,21 +101,25 @@ async def analyze_region(region: Region, spec: KernelSpec) -> dict[str, Any]:
     return result
 
 
-async def _run_region(region: Region, spec: KernelSpec, role: str) -> RegionOutcome:
+async def _run_region(region: Region, share: RegionPlan, role: str) -> RegionOutcome:
     subflow = on_region(analyze_region, region, f"analyze-{region.name}")
     try:
-        out = await subflow(region=region, spec=spec)
+        async with region_slot(region, share) as slot:
+            out = await subflow(region=region, spec=share.spec)
     except TransferCapExceeded:
         raise
     except Exception as exc:
         raise RegionFailed(f"region {region.name} failed: {type(exc).__name__}: {exc}") from exc
-    return RegionOutcome(role=role, **out)
+    return RegionOutcome(role=role, waited_s=slot["waited_s"], **out)
 
 
 async def _run_regions(plan: Plan, platform: Platform) -> tuple[list[RegionOutcome], list[str]]:
-    """Every region's subflow at once; what answered, and why the others did not."""
+    """Every region's subflow at once, each in its region's slot; what answered, and why
+    the others did not.
+    """
+    await ensure_limits(platform)
     jobs = [
-        _run_region(platform.region(r.region), r.spec, s.role)
+        _run_region(platform.region(r.region), r, s.role)
         for s in plan.selections
         for r in s.regions
     ]
@@ -177,6 +183,7 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         request, catalog, platform.catalog_alias, platform.client_region, platform.egress_prices
     )
     _check_regions(plan, platform)
+    memory.check(plan, {r.name: r for r in platform.regions}, request.reduction)
     name = output_name(request, plan)
     if not request.dry_run:
         results.check_output(

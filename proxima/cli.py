@@ -461,7 +461,8 @@ def analyze(
     for r in out["regions"]:
         console.print(
             f"{r['role']} {r['region']}: read {r['bytes_read']:,} B, "
-            f"returned {r['bytes_returned']:,} B on {r['worker']}"
+            f"returned {r['bytes_returned']:,} B on {r['worker']}; waited {r['waited_s']} s "
+            f"for a slot, computed {r['seconds']} s"
         )
     console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
     for line in footprint_report.lines(out["footprint"]):

@@ -41,6 +41,7 @@ class RegionOutcome(BaseModel):
     cpu_s: float = Field(default=0.0, description="CPU-seconds of the region's block tasks.")
     tasks: int = 0
     cores: int = Field(default=1, description="Worker threads the region's tasks could use.")
+    waited_s: float = Field(default=0.0, description="Seconds waiting for the region's slot.")
     partial: xr.Dataset = Field(exclude=True)
 
 
@@ -175,7 +176,7 @@ def summary_markdown(summary: dict[str, Any], dashboards: dict[str, str | None],
     rows = "\n".join(
         f"| {r['role']} | {r['region']} | analyze-{r['region']} | "
         f"[{r['worker']}]({dashboards.get(r['region']) or ''}) | {r['bytes_read']:,} | "
-        f"{r['bytes_returned']:,} | {r['seconds']} |"
+        f"{r['bytes_returned']:,} | {r['waited_s']} | {r['seconds']} |"
         for r in summary["regions"]
     )
     missing = summary["missing_regions"]
@@ -186,7 +187,7 @@ def summary_markdown(summary: dict[str, Any], dashboards: dict[str, str | None],
         f"{results.table_markdown(summary['answer_table'])}\n\n"
         f"Result: `{summary['result_path']}`{note}\n\n"
         "| selection | region | subflow | worker (dashboard) | bytes read | bytes returned "
-        "| seconds |\n|---|---|---|---|---|---|---|\n"
+        "| waited s | seconds |\n|---|---|---|---|---|---|---|---|\n"
         f"{rows}\n\n"
         f"Bytes that crossed regions: **{summary['bytes_crossed_regions']:,}** "
         f"(estimated {summary['bytes_crossing_est']:,}); read {summary['bytes_read']:,} "

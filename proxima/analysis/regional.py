@@ -15,7 +15,14 @@ from typing import Any
 
 import xarray as xr
 
-from proxima.analysis.kernels import Block, EmptySelection, KernelSpec, block_partial, blocks
+from proxima.analysis.kernels import (
+    BLOCK_BYTES,
+    Block,
+    EmptySelection,
+    KernelSpec,
+    block_partial,
+    blocks,
+)
 from proxima.analysis.partials import combine
 from proxima.analysis.subset import block_subset, finish, merge_blocks
 
@@ -42,16 +49,22 @@ def _map_blocks(
     spec: KernelSpec,
     client: Any,
     usage: Usage,
+    block_bytes: int,
 ) -> Iterator[tuple[int, int, Any]]:
     """Yield (done, total, result) for every block as it finishes, metering each."""
-    todo = blocks(spec)
+    todo = blocks(spec, block_bytes)
     if client is None:
         done: Iterator[tuple[Any, float]] = (_metered(fn, root, spec, b) for b in todo)
     else:
         from distributed import as_completed
 
         n = len(todo)
-        futures = client.map(_metered, [fn] * n, [root] * n, [spec] * n, todo, pure=False)
+        # A request of few blocks goes ahead of one of many on a shared cluster (Dask
+        # runs higher priorities first): a one-month question does not queue behind a
+        # decade's blocks already waiting.
+        futures = client.map(
+            _metered, [fn] * n, [root] * n, [spec] * n, todo, pure=False, priority=-n
+        )
         done = (f.result() for f in as_completed(futures, loop=client.loop))
     for count, (out, cpu_s) in enumerate(done, start=1):
         usage.cpu_s += cpu_s
@@ -65,6 +78,7 @@ def compute_partial(
     client: Any = None,
     progress: Progress | None = None,
     usage: Usage | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> tuple[xr.Dataset, int]:
     """A region's partial aggregates: one task per block on ``client`` (or here, in turn);
     for a subset (reduction none), the region's piece of the data (see ``subset``).
@@ -75,6 +89,7 @@ def compute_partial(
         client: The region's Dask client; None computes here.
         progress: Told (blocks done, blocks, bytes read) as blocks finish.
         usage: Filled with the CPU-seconds and tasks the blocks took.
+        block_bytes: About how many decoded bytes one task reads.
 
     Returns:
         (the small merged partial aggregates, decoded bytes of selected data read).
@@ -88,7 +103,7 @@ def compute_partial(
     pieces: list[xr.Dataset] = []
     merged: xr.Dataset | None = None
     total = 0
-    for done, todo, (part, nbytes) in _map_blocks(fn, root, spec, client, usage):
+    for done, todo, (part, nbytes) in _map_blocks(fn, root, spec, client, usage, block_bytes):
         total += nbytes
         if progress:
             progress(done, todo, total)

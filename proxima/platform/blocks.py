@@ -81,6 +81,9 @@ def region_from_block(block: DataRegion) -> Region:
         s3_endpoint=block.s3_endpoint,
         datasets=[DatasetConfig.model_validate(d) for d in block.datasets],
         fsx_file_system_id=block.fsx_file_system_id,
+        workers=block.workers,
+        threads_per_worker=block.threads_per_worker,
+        worker_memory_bytes=block.worker_memory_bytes,
     )
 
 
@@ -172,6 +175,9 @@ def save_blocks(platform: Platform | None = None) -> list[str]:
             s3_endpoint=region.s3_endpoint,
             datasets=[d.model_dump() for d in region.datasets],
             fsx_file_system_id=region.fsx_file_system_id,
+            workers=region.workers,
+            threads_per_worker=region.threads_per_worker,
+            worker_memory_bytes=region.worker_memory_bytes,
             **tls,
         ).save(region.name, overwrite=True)
         saved.append(region.name)

@@ -37,6 +37,16 @@ class Region(BaseModel):
     fsx_file_system_id: str | None = Field(
         default=None, description="When set, imports run as FSx data repository tasks."
     )
+    workers: int = Field(default=1, ge=1, description="Dask worker processes of the cluster.")
+    threads_per_worker: int = Field(default=1, ge=1, description="Threads of each worker.")
+    worker_memory_bytes: int | None = Field(
+        default=None, description="Each worker's memory limit (None: not known, not checked)."
+    )
+
+    @property
+    def slots(self) -> int:
+        """How many block tasks the cluster runs at once."""
+        return self.workers * self.threads_per_worker
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset ``name`` held in this region."""

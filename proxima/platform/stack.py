@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dask.utils import parse_bytes
+
 from proxima.config import StackConfig, load_stack_config
 from proxima.dask_tls import TlsFiles
 from proxima.opensearch import CatalogConnection
@@ -28,6 +30,9 @@ def from_stack(
                 s3_endpoint=r.s3_endpoint,
                 datasets=list(r.datasets),
                 fsx_file_system_id=r.fsx_file_system_id,
+                workers=r.workers,
+                threads_per_worker=r.threads_per_worker,
+                worker_memory_bytes=parse_bytes(r.memory_limit),
             )
             for r in config.regions
         ],

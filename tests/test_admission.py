@@ -1,0 +1,211 @@
+"""Admission: a request that cannot fit a worker is refused with its estimate; concurrent
+runs share each region's slots without exceeding them and each gives its solo answer;
+a killed holder's slot comes back."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flows.cross_region_analysis import analyze
+from proxima import opensearch
+from proxima.admission import lanes, memory
+from proxima.analysis.plan import make_plan
+from proxima.analysis.request import AnalysisRequest
+from proxima.platform import load as load_platform
+
+ERA5 = {
+    "variable": "air_temperature",
+    "dataset": "era5",
+    "start": "2020-01-01",
+    "end": "2020-04-30",
+}
+
+
+def _plan(request: dict):
+    platform = load_platform()
+    req = AnalysisRequest.model_validate(request)
+    return platform, make_plan(
+        req,
+        opensearch.connect_catalog(platform.catalog),
+        platform.catalog_alias,
+        platform.client_region,
+        platform.egress_prices,
+    )
+
+
+def _gcl(name: str):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name)
+
+
+def test_a_request_over_a_workers_memory_is_refused_with_its_estimate(catalog):
+    subset = {"selection": ERA5, "reduction": "none", "max_transfer_bytes": 2**34}
+    platform, plan = _plan(subset)
+    regions = {r.name: r for r in platform.regions}
+    fits = memory.check(plan, regions, "none")  # the test stack's 1500 MiB workers
+    assert {e.region for e in fits} == {"us-east-1", "us-west-2"}
+    small = {
+        n: r.model_copy(update={"worker_memory_bytes": 16 * 2**20}) for n, r in regions.items()
+    }
+    peak = max(e.peak_bytes for e in fits)
+    assert peak > 0.8 * 16 * 2**20  # so that the refusal below is the estimate's doing
+    with pytest.raises(memory.OverMemory, match=r"about [0-9,]+ MiB on a worker of us-.*16 MiB"):
+        memory.check(plan, small, "none")
+    # a standard deviation holds its deviations too: the estimate says so
+    _, std = _plan({"selection": ERA5, "reduction": "std"})
+    mean_est = memory.estimate(plan.selections[0].regions[0], 2, "mean")
+    std_est = memory.estimate(std.selections[0].regions[0], 2, "std")
+    assert std_est.copies > mean_est.copies
+
+
+def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog):
+    """Ten runs of mixed shapes at once on two regions of two slots each: the server's
+    limits are never exceeded, some runs wait, every answer equals its solo answer."""
+    platform = load_platform()
+    shapes = [
+        {"over": "time"},
+        {"over": "space", "group_by": "month"},
+        {"over": "both", "reduction": "max"},
+        {"over": "time", "reduction": "std", "group_by": "season"},
+        {"over": "both", "reduction": "count"},
+    ]
+    requests = [
+        {"selection": ERA5, **shape, "output_name": f"admission-{i}", "overwrite": True}
+        for i, shape in enumerate(shapes * 2)
+    ]
+    solo = {}
+    for req in requests[: len(shapes)]:
+        summary = analyze(AnalysisRequest.model_validate(req))
+        solo[req["output_name"]] = xr.load_dataset(summary["result_path"], engine="h5netcdf")
+    names = [n for r in platform.regions for n in lanes.limits(r)]
+    seen: dict[str, int] = dict.fromkeys(names, 0)
+    done = threading.Event()
+
+    def watch() -> None:  # the server's own count of slots held, sampled
+        while not done.is_set():
+            for name in names:
+                seen[name] = max(seen[name], _gcl(name).active_slots)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=contextvars.copy_context().run, args=(watch,))
+    watcher.start()
+    summaries: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def one(req: dict) -> None:
+        try:
+            summaries[req["output_name"]] = analyze(AnalysisRequest.model_validate(req))
+        except BaseException as exc:  # the assertion below names it
+            errors.append(exc)
+
+    # each thread in this context: the Prefect settings the stack fixture made current
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(one, r)) for r in requests
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    done.set()
+    watcher.join(timeout=10)
+    assert not errors, errors
+    assert len(summaries) == len(requests)
+    for i, req in enumerate(requests):
+        got = xr.load_dataset(summaries[req["output_name"]]["result_path"], engine="h5netcdf")
+        want = solo[f"admission-{i % len(shapes)}"]
+        (var,) = [v for v in want.data_vars if not str(v).endswith("_bnds")]
+        np.testing.assert_allclose(got[var].values, want[var].values, rtol=1e-12)
+    limit = {n: _gcl(n).limit for n in names}
+    assert all(seen[n] <= limit[n] for n in names), (seen, limit)
+    assert max(seen.values()) >= 2  # they did run side by side
+    waits = [r["waited_s"] for s in summaries.values() for r in s["regions"]]
+    assert max(waits) > 0 and all(w >= 0 for w in waits)
+    assert all(_gcl(n).active_slots == 0 for n in names)  # every slot given back
+
+
+def test_a_killed_holder_gives_its_slot_back(catalog, settings):
+    """A flow-run process killed while it holds a region's slot renews its lease no more;
+    the server frees the slot when the lease runs out."""
+    import asyncio
+
+    from flows.admission import LEASE_S, ensure_limits
+
+    platform = load_platform()
+    asyncio.run(ensure_limits(platform))
+    region = platform.region("us-west-2")
+    name = f"{lanes.PREFIX}{region.name}"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import asyncio, sys, time\n"
+                "from prefect.concurrency.asyncio import concurrency\n"
+                "async def main():\n"
+                f"    async with concurrency({name!r}, lease_duration={LEASE_S}, strict=True):\n"
+                "        print('held', flush=True)\n"
+                "        await asyncio.sleep(600)\n"
+                "asyncio.run(main())\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert _gcl(name).active_slots == 1
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        deadline = time.monotonic() + LEASE_S + 45  # the lease, then the repossessor's loop
+        while _gcl(name).active_slots and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _gcl(name).active_slots == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def test_a_small_request_after_a_large_one_on_a_busy_region_finishes_first(catalog):
+    """The large one's blocks are queued on the region's two threads when the small one
+    arrives; its single block goes ahead of them (Dask priority by block count)."""
+    from proxima.analysis.regional import Usage, compute_partial
+    from tests.faults import region_client
+
+    platform = load_platform()
+    specs = {}
+    for name, end in (("small", "2020-01-01"), ("large", "2020-02-29")):
+        _, plan = _plan({"selection": {**ERA5, "end": end}, "reduction": "std"})
+        (specs[name],) = [r.spec for r in plan.selections[0].regions if r.region == "us-east-1"]
+    root = platform.region("us-east-1").root
+    finished: dict[str, float] = {}
+    large = Usage()
+    client = region_client("us-east-1")
+    try:
+
+        def run(name: str, usage: Usage, block_bytes: int) -> None:
+            compute_partial(root, specs[name], client, usage=usage, block_bytes=block_bytes)
+            finished[name] = time.monotonic()
+
+        first = threading.Thread(target=run, args=("large", large, 64 * 2**10))
+        first.start()
+        while not client.processing() or not any(client.processing().values()):
+            time.sleep(0.01)  # the large one's tasks are running and queued
+        run("small", Usage(), 48 * 2**20)
+        first.join(timeout=300)
+    finally:
+        client.close()
+    assert large.tasks >= 20  # enough queued behind the two threads to wait behind
+    assert finished["small"] < finished["large"]
