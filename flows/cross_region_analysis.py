@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,7 @@ from proxima.analysis.kernels import KernelSpec, TransferCapExceeded, check_tran
 from proxima.analysis.plan import Plan, PlanningError, RegionPlan, make_plan
 from proxima.analysis.regional import Usage, compute_partial
 from proxima.analysis.request import AnalysisRequest
-from proxima.footprint import account, calibration, report
-from proxima.footprint.factors import FootprintError
+from proxima.footprint import run as footprint_run
 from proxima.platform import Platform, Region
 from proxima.platform import load as load_platform
 from proxima.settings import get_settings
@@ -194,22 +192,12 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     )
     if request.dry_run:
         await plan_note
-        estimate = _footprint(
-            lambda: account.estimated(
-                plan,
-                request.reduction,
-                platform.egress_prices,
-                platform.footprint_factors,
-                calibration.load(platform.results_dir),
-            )
-        )
-        return plan.dry_run_summary() | {"footprint": _as_summary(estimate)}
+        estimate = footprint_run.estimate(plan, request.reduction, platform)
+        return plan.dry_run_summary() | {"footprint": estimate}
     outcomes, failures = await _run_regions(plan, platform)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
-    footprint = _footprint(
-        lambda: account.measured(plan, outcomes, platform.egress_prices, platform.footprint_factors)
-    )
-    done.dataset.attrs["footprint"] = json.dumps(_as_summary(footprint))
+    footprint, footprint_note = footprint_run.measure(plan, outcomes, request.reduction, platform)
+    done.dataset.attrs["footprint"] = json.dumps(footprint)
     path = results.write_atomic(
         done.dataset, Path(platform.results_dir), name, request.output_format, request.overwrite
     )
@@ -221,43 +209,11 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
             path, platform.results_bucket, platform.results_prefix, platform.results_s3_endpoint
         )
     summary = done.summary(plan, str(path), uri, time.perf_counter() - started)
-    summary["footprint"] = _as_summary(footprint)
-    note = summary_markdown(
-        summary, dashboards={r.name: r.dashboard_url for r in platform.regions}, png=png
-    )
-    if isinstance(footprint, account.Footprint):
-        read: dict[str, int] = {}  # the plan's estimate: the dry run scales the same figure
-        for r in (r for s in plan.selections for r in s.regions):
-            read[r.region] = read.get(r.region, 0) + r.bytes_read
-        calibration.save(
-            platform.results_dir,
-            account.calibrate(
-                calibration.load(platform.results_dir), request.reduction, footprint, read
-            ),
-        )
-        note += "\n\n" + report.markdown(footprint)
-        note += results.png_markdown(report.chart_png(footprint), "footprint")
-    else:
-        note += f"\n\n### Footprint\n\nNot stated: {footprint}\n"
+    summary["footprint"] = footprint
+    dashboards = {r.name: r.dashboard_url for r in platform.regions}
+    note = f"{summary_markdown(summary, dashboards, png)}\n\n{footprint_note}"
     await asyncio.gather(plan_note, acreate_markdown_artifact(note, key="analysis-summary"))
     return summary
-
-
-def _footprint(make: Callable[[], account.Footprint]) -> account.Footprint | str:
-    """The footprint, or why it cannot be stated (a region without factors): the answer
-    stands either way, and the summary says which.
-    """
-    try:
-        return make()
-    except FootprintError as exc:
-        get_run_logger().warning("footprint not stated: %s", exc)
-        return str(exc)
-
-
-def _as_summary(footprint: account.Footprint | str) -> dict[str, Any]:
-    if isinstance(footprint, str):
-        return {"error": footprint}
-    return footprint.summary()
 
 
 def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:

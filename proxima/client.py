@@ -34,9 +34,8 @@ from proxima.analysis.request import AnalysisRequest
 from proxima.catalog import export
 from proxima.catalog.search import CatalogQuery, search
 from proxima.errors import ProximaError, describe_invalid
-from proxima.footprint import account, calibration
 from proxima.footprint import report as footprint_report
-from proxima.footprint.factors import FootprintError
+from proxima.footprint import run as footprint_run
 from proxima.platform import Platform
 
 T = TypeVar("T")
@@ -214,16 +213,7 @@ class Proxima:
             self.platform.client_region,
             self.platform.egress_prices,
         )
-        try:
-            footprint = account.estimated(
-                plan,
-                parsed.reduction,
-                self.platform.egress_prices,
-                self.platform.footprint_factors,
-                calibration.load(self.platform.results_dir),
-            ).summary()
-        except FootprintError as exc:
-            footprint = {"error": str(exc)}
+        footprint = footprint_run.estimate(plan, parsed.reduction, self.platform)
         return PlanView(plan, footprint)
 
     @staticmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 
+from proxima.analysis.results import png_markdown
 from proxima.footprint.account import Footprint
 
 PANELS = (("bytes", "bytes moved"), ("usd", "USD"), ("kwh", "kWh"), ("gco2e", "g CO2e"))
@@ -30,6 +31,11 @@ def chart_png(footprint: Footprint) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def chart_markdown(footprint: Footprint) -> str:
+    """The chart, inline in Markdown (as the summary shows the result's picture)."""
+    return "\n" + png_markdown(chart_png(footprint), "footprint: this run vs the pull") + "\n"
 
 
 def _g(x: float) -> str:
