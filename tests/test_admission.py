@@ -82,7 +82,12 @@ def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog)
         {"over": "both", "reduction": "count"},
     ]
     requests = [
-        {"selection": ERA5, **shape, "output_name": f"admission-{i}", "overwrite": True}
+        {
+            "selection": {**ERA5, "start": "2020-02-01", "end": "2020-03-31"},
+            **shape,
+            "output_name": f"admission-{i}",
+            "overwrite": True,
+        }
         for i, shape in enumerate(shapes * 2)
     ]
     solo = {}

@@ -62,8 +62,17 @@ def _map_blocks(
         # A request of few blocks goes ahead of one of many on a shared cluster (Dask
         # runs higher priorities first): a one-month question does not queue behind a
         # decade's blocks already waiting.
+        # keys named after the block function (block_partial-…), as the dashboard and
+        # the fault-injection tests know them, not after the meter around it
         futures = client.map(
-            _metered, [fn] * n, [root] * n, [spec] * n, todo, pure=False, priority=-n
+            _metered,
+            [fn] * n,
+            [root] * n,
+            [spec] * n,
+            todo,
+            key=fn.__name__,
+            pure=False,
+            priority=-n,
         )
         done = (f.result() for f in as_completed(futures, loop=client.loop))
     for count, (out, cpu_s) in enumerate(done, start=1):
