@@ -28,7 +28,7 @@ from proxima.analysis.regional import compute_partial
 from proxima.analysis.request import AnalysisRequest
 from proxima.analysis.time_cells import SEASON_MONTHS
 from proxima.platform import load as load_platform
-from tests.test_cf import cf_errors
+from tests.test_cf import UKESM, cf_errors
 
 ERA5 = {
     "variable": "air_temperature",
@@ -37,14 +37,8 @@ ERA5 = {
     "end": "2020-04-30",
     "bbox": [0, -60, 90, 60],
 }
-# Four years of monthly CMIP6: a month or season recurs, so its values are climatological.
-CMIP6 = {
-    "variable": "tas",
-    "dataset": "cmip6",
-    "start": "2014-01-01",
-    "end": "2015-12-31",
-    "facets": {"source_id": "UKESM1-0-LL"},
-}
+# Two years of monthly CMIP6: a month or season recurs, so its values are climatological.
+CMIP6 = {**UKESM, "start": "2014-01-01", "end": "2015-12-31"}
 REDUCTIONS = ["mean", "min", "max", "sum", "std", "count"]
 OVERS = ["time", "space", "both"]
 GROUPS = [None, "month", "season", "year"]

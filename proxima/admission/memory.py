@@ -39,7 +39,7 @@ def estimate(plan: RegionPlan, threads: int, reduction: str) -> MemoryEstimate:
     assets = max(len(plan.spec.assets), 1)
     slab = min(SLAB_BYTES, max(plan.bytes_read // assets, 1))
     copies = 1 + 2 + (2 if reduction == "std" else 0)  # read, float64 copy, deviations
-    concurrent = max(min(threads, assets * 64), 1)
+    concurrent = max(threads, 1)
     merge = 3 * plan.bytes_out if reduction == "none" else 2 * plan.bytes_out
     peak = concurrent * (slab * copies + plan.bytes_out) + merge
     return MemoryEstimate(
