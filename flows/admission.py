@@ -1,27 +1,64 @@
-"""A region's slots for an analysis, held through Prefect global concurrency limits.
+"""A region's slots for an analysis, held through Prefect global concurrency limits, and
+the queue of runs each region serves, read back from the runs' own log lines.
 
 Each regional share of a run takes one slot of its region's limit (and of the large
 lane when it reads much); the rest wait, and say so. Slots are leases the holder
 renews: a flow-run process that crashes or is killed stops renewing, and the server
 frees its slots when the lease runs out (``LEASE_S``).
+
+Prefect 3.9's server keeps a limit's holders but serves no list of them (nor of who
+waits), so a run says on its own log where it stands on each region: ``waiting``,
+``admitted``, ``released``. :func:`queues` folds those lines of the runs in flight into
+each region's queue, for ``proxima runs`` and for a waiting run's "N ahead".
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
 
-from prefect import get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterName,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.logging.handlers import APILogHandler
+from pydantic import BaseModel
 
+from flows.progress import PROGRESS, progress_logger
 from proxima.admission import lanes
 from proxima.analysis.plan import RegionPlan
 from proxima.platform import Platform, Region
 
 LEASE_S = 60.0  # the shortest lease Prefect 3.9's server accepts
+ANALYSIS_FLOW = "cross-region-analysis"
+_LINE = re.compile(rf"^{PROGRESS} (?P<region>\S+): (?P<step>waiting|admitted|released)\b")
+
+
+class InFlight(BaseModel):
+    """A run's place on one region: waiting for a slot, or holding one."""
+
+    flow_run_id: UUID
+    flow_run_name: str
+    region: str
+    step: Literal["waiting", "admitted"]
+    since: datetime
+    position: int = 0  # among the region's waiting runs, 1 first; 0 when admitted
 
 
 async def ensure_limits(platform: Platform) -> None:
@@ -42,19 +79,87 @@ async def ensure_limits(platform: Platform) -> None:
                     continue
 
 
-async def _say_if_waiting(names: list[str], region: str) -> None:
+async def pending(client: PrefectClient) -> list[FlowRun]:
+    """The analysis runs submitted and not yet started (waiting for a work-pool worker)."""
+    return await client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[ANALYSIS_FLOW])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
+            )
+        ),
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        limit=200,
+    )
+
+
+async def queues(client: PrefectClient) -> dict[str, list[InFlight]]:
+    """Each region's runs in flight, admitted first, then the waiting in arrival order."""
+    running = await client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[ANALYSIS_FLOW])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+        ),
+        limit=200,
+    )
+    if not running:
+        return {}
+    names = {r.id: r.name for r in running}
+    logs = await client.read_logs(
+        log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=list(names)),
+            name=LogFilterName(any_=[progress_logger().name]),
+        ),
+        sort=LogSort.TIMESTAMP_ASC,
+    )
+    latest: dict[tuple[UUID, str], InFlight | None] = {}
+    for log in logs:
+        line = _LINE.match(log.message)
+        if line is None or log.flow_run_id is None:
+            continue
+        step, region = line["step"], line["region"]
+        key = (log.flow_run_id, region)
+        latest[key] = (
+            None
+            if step == "released"
+            else InFlight(
+                flow_run_id=log.flow_run_id,
+                flow_run_name=names[log.flow_run_id],
+                region=region,
+                step=step,
+                since=log.timestamp,
+            )
+        )
+    out: dict[str, list[InFlight]] = {}
+    for entry in sorted(
+        (e for e in latest.values() if e), key=lambda e: (e.step != "admitted", e.since)
+    ):
+        here = out.setdefault(entry.region, [])
+        if entry.step == "waiting":
+            entry.position = 1 + sum(e.step == "waiting" for e in here)
+        here.append(entry)
+    return out
+
+
+def _say(line: str, now: bool = False) -> None:
+    progress_logger().info(f"{PROGRESS} {line}")
+    if now:  # read by the other waiting runs, at once (lines otherwise go in 2 s batches)
+        APILogHandler().flush()
+
+
+async def _say_if_waiting(names: list[str], region: str) -> bool:
     async with get_client() as client:
         for name in names:
             gcl = await client.read_global_concurrency_limit_by_name(name)
             if gcl.active_slots >= gcl.limit:
-                get_run_logger().info(
-                    "waiting for a slot on %s (%s: %d of %d in use)",
-                    region,
-                    name,
-                    gcl.active_slots,
-                    gcl.limit,
+                waiting = [e for e in (await queues(client)).get(region, []) if e.position]
+                _say(
+                    f"{region}: waiting for a slot, {len(waiting)} ahead "
+                    f"({name}: {gcl.active_slots} of {gcl.limit} in use)",
+                    now=True,
                 )
-                return
+                return True
+    return False
 
 
 @asynccontextmanager
@@ -64,6 +169,11 @@ async def region_slot(region: Region, plan: RegionPlan) -> AsyncIterator[dict[st
     """
     names = lanes.names(region, plan)
     started = time.perf_counter()
-    await _say_if_waiting(names, region.name)
+    waits = await _say_if_waiting(names, region.name)
     async with concurrency(names, lease_duration=LEASE_S, strict=True):
-        yield {"waited_s": round(time.perf_counter() - started, 3)}
+        waited = round(time.perf_counter() - started, 3)
+        _say(f"{region.name}: admitted after {waited:.1f} s", now=waits)
+        try:
+            yield {"waited_s": waited}
+        finally:
+            _say(f"{region.name}: released")

@@ -32,7 +32,7 @@ EVERY_S = 2.0
 Say = Callable[[str], None]
 
 
-def _progress_logger() -> logging.Logger:
+def progress_logger() -> logging.Logger:
     """A logger whose lines always reach the API (a run's ``prefect`` loggers obey
     ``PREFECT_LOGGING_LEVEL``, which a quiet setup puts above INFO).
     """
@@ -48,7 +48,7 @@ def reporter(region: str, unit: str) -> Callable[[int, int, int], None]:
     """A callback logging ``done/total <unit>, bytes read`` at most every few seconds
     (and at the end), from a task of ``region``, to the run's logs.
     """
-    logger = _progress_logger()
+    logger = progress_logger()
     last = [0.0]
 
     def report(done: int, total: int, read: int) -> None:
@@ -114,19 +114,19 @@ def watch_run(
                     if state.id not in states_said:
                         states_said.add(state.id)
                         say(f"{label}: {state.name}")
-            if children:
-                logs = client.read_logs(
-                    log_filter=LogFilter(
-                        flow_run_id=LogFilterFlowRunId(any_=[c.id for c in children]),
-                        timestamp=LogFilterTimestamp(after_=since),
-                    ),
-                    sort=LogSort.TIMESTAMP_ASC,
-                )
-                for log in logs:
-                    since = max(since, log.timestamp) if since else log.timestamp
-                    if log.id not in said and log.message.startswith(PROGRESS):
-                        said.add(log.id)
-                        say(log.message.removeprefix(PROGRESS).strip())
+            # the run's own lines too: it says when it waits for a region's slot
+            logs = client.read_logs(
+                log_filter=LogFilter(
+                    flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *(c.id for c in children)]),
+                    timestamp=LogFilterTimestamp(after_=since),
+                ),
+                sort=LogSort.TIMESTAMP_ASC,
+            )
+            for log in logs:
+                since = max(since, log.timestamp) if since else log.timestamp
+                if log.id not in said and log.message.startswith(PROGRESS):
+                    said.add(log.id)
+                    say(log.message.removeprefix(PROGRESS).strip())
             if ending:
                 return run
             # One more look once it ended, at once: a regional task flushes its last

@@ -492,6 +492,45 @@ def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
         _fail(ProximaError(f"the run ended {state}: {' '.join(reason.split())}"))
 
 
+@app.command("runs")
+@_user_errors
+def runs(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The analyses in flight on each region (holding a slot, or waiting with their
+    position) and those still waiting for a work-pool worker.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.admission import pending, queues
+
+    async def read() -> tuple[dict[str, Any], list[Any]]:
+        async with get_client() as client:
+            return await queues(client), await pending(client)
+
+    with _prefect_client_settings():
+        by_region, queued = asyncio.run(read())
+    if as_json:
+        out = {
+            "regions": {r: [e.model_dump(mode="json") for e in es] for r, es in by_region.items()},
+            "pending": [{"flow_run_id": str(r.id), "name": r.name} for r in queued],
+        }
+        print(json.dumps(out, indent=2))
+        return
+    table = Table(title="Analyses in flight")
+    for col in ("region", "run", "state", "position", "since"):
+        table.add_column(col)
+    for region, entries in sorted(by_region.items()):
+        for e in entries:
+            state = "computing" if e.step == "admitted" else "waiting for a slot"
+            table.add_row(
+                region, e.flow_run_name, state, str(e.position or "-"), f"{e.since:%H:%M:%S}"
+            )
+    for r in queued:
+        table.add_row("-", r.name, "waiting for a worker", "-", "-")
+    console.print(table)
+
+
 @testbed_app.command("up")
 @_user_errors
 def testbed_up(

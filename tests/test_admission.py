@@ -50,6 +50,20 @@ def _gcl(name: str):
         return client.read_global_concurrency_limit_by_name(name)
 
 
+def _queues():
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.admission import queues
+
+    async def read():
+        async with get_client() as client:
+            return await queues(client)
+
+    return asyncio.run(read())
+
+
 def test_a_request_over_a_workers_memory_is_refused_with_its_estimate(catalog):
     subset = {"selection": ERA5, "reduction": "none", "max_transfer_bytes": 2**34}
     platform, plan = _plan(subset)
@@ -96,12 +110,14 @@ def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog)
         solo[req["output_name"]] = xr.load_dataset(summary["result_path"], engine="h5netcdf")
     names = [n for r in platform.regions for n in lanes.limits(r)]
     seen: dict[str, int] = dict.fromkeys(names, 0)
+    queued: list[dict] = []  # the runs' own account of where they stand, sampled
     done = threading.Event()
 
     def watch() -> None:  # the server's own count of slots held, sampled
         while not done.is_set():
             for name in names:
                 seen[name] = max(seen[name], _gcl(name).active_slots)
+            queued.append(_queues())
             time.sleep(0.05)
 
     watcher = threading.Thread(target=contextvars.copy_context().run, args=(watch,))
@@ -138,6 +154,15 @@ def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog)
     waits = [r["waited_s"] for s in summaries.values() for r in s["regions"]]
     assert max(waits) > 0 and all(w >= 0 for w in waits)
     assert all(_gcl(n).active_slots == 0 for n in names)  # every slot given back
+    # the runs' own lines agree: never more admitted than slots, the waiting numbered 1..n
+    for sample in queued:
+        for region, entries in sample.items():
+            admitted = [e for e in entries if e.step == "admitted"]
+            assert len(admitted) <= limit[f"{lanes.PREFIX}{region}"], sample
+            waiting = [e.position for e in entries if e.step == "waiting"]
+            assert waiting == list(range(1, len(waiting) + 1))
+    assert any(e.position for sample in queued for es in sample.values() for e in es)
+    assert _queues() == {}  # none left in flight
 
 
 def test_a_killed_holder_gives_its_slot_back(catalog, settings):
@@ -214,3 +239,60 @@ def test_a_small_request_after_a_large_one_on_a_busy_region_finishes_first(catal
         client.close()
     assert large.tasks >= 20  # enough queued behind the two threads to wait behind
     assert finished["small"] < finished["large"]
+
+
+def test_a_run_waiting_for_a_full_region_says_so_and_proxima_runs_lists_it(
+    catalog, stack, settings
+):
+    """With every us-west-2 slot held, a run waits on that region only, says so on its
+    log, and ``proxima runs`` lists it waiting (position 1) there; it then completes."""
+    import asyncio
+    import json
+
+    from prefect.concurrency.asyncio import concurrency
+
+    from flows.admission import LEASE_S, ensure_limits
+    from tests.cli import proxima
+
+    platform = load_platform()
+    asyncio.run(ensure_limits(platform))
+    region = platform.region("us-west-2")
+    name = f"{lanes.PREFIX}{region.name}"
+    held, free = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        async def main() -> None:
+            async with concurrency(name, occupy=region.slots, lease_duration=LEASE_S):
+                held.set()
+                await asyncio.to_thread(free.wait, 120)
+
+        asyncio.run(main())
+
+    holder = threading.Thread(target=contextvars.copy_context().run, args=(hold,))
+    holder.start()
+    assert held.wait(30)
+    summary: dict = {}
+    request = AnalysisRequest.model_validate(
+        {"selection": ERA5, "over": "time"}  # on both regions
+    )
+    runner = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(lambda: summary.update(analyze(request)),),
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _queues().get("us-west-2") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        listed = proxima(stack, settings, "runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (waiting,) = json.loads(listed.stdout)["regions"]["us-west-2"]
+        assert (waiting["step"], waiting["position"]) == ("waiting", 1)
+        assert runner.is_alive()  # it does wait
+    finally:
+        free.set()
+        holder.join(timeout=30)
+        runner.join(timeout=120)
+    by_region = {r["region"]: r for r in summary["regions"]}
+    assert by_region["us-west-2"]["waited_s"] > by_region["us-east-1"]["waited_s"]
+    assert _queues() == {}
