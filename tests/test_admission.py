@@ -84,6 +84,25 @@ def test_a_request_over_a_workers_memory_is_refused_with_its_estimate(catalog):
     assert std_est.copies > mean_est.copies
 
 
+def test_each_share_takes_the_lane_of_its_size(catalog):
+    """A one-month box takes only its region's small lane; four months take the main
+    lane; a share over ``LARGE_BYTES`` takes the main lane and the large one."""
+    box = {**ERA5, "end": "2020-01-31", "bbox": [160, -30, -150, 30]}
+    platform, small = _plan({"selection": box, "over": "time"})
+    _, other = _plan({"selection": ERA5, "over": "time"})
+    for plan, lane in ((small, "small"), (other, "other")):
+        shares = plan.selections[0].regions
+        assert shares and {lanes.lane(share) for share in shares} == {lane}
+    share = other.selections[0].regions[0]
+    region = platform.region(share.region)
+    every = f"{lanes.PREFIX}{region.name}"
+    assert lanes.names(region, small.selections[0].regions[0]) == [f"{every}-small"]
+    assert lanes.names(region, share) == [every]
+    large = share.model_copy(update={"bytes_read": lanes.LARGE_BYTES + 1})
+    assert lanes.names(region, large) == [every, f"{every}-large"]
+    assert set(lanes.limits(region)) == {every, f"{every}-small", f"{every}-large"}
+
+
 def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog):
     """Ten runs of mixed shapes at once on two regions of two slots each: the server's
     limits are never exceeded, some runs wait, every answer equals its solo answer."""
@@ -158,7 +177,7 @@ def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog)
     for sample in queued:
         for region, entries in sample.items():
             admitted = [e for e in entries if e.step == "admitted"]
-            assert len(admitted) <= limit[f"{lanes.PREFIX}{region}"], sample
+            assert len(admitted) <= lanes.capacity(platform.region(region)), sample
             waiting = [e.position for e in entries if e.step == "waiting"]
             assert waiting == list(range(1, len(waiting) + 1))
     assert any(e.position for sample in queued for es in sample.values() for e in es)

@@ -17,6 +17,10 @@ from proxima.analysis.plan import Plan, PlanningError, RegionPlan
 from proxima.platform.model import Region
 
 FRACTION = 0.8  # distributed's default worker.memory.pause
+# A subset's region task holds its blocks' pieces, their concatenation, the pickled
+# return and its frames: at 3 copies, a 543 MiB piece was estimated at 2.3 GiB and
+# killed 3 GiB workers (past their 95%) four times (benchmarks/load.py, first run).
+SUBSET_COPIES = 6
 
 
 class OverMemory(PlanningError):
@@ -40,7 +44,7 @@ def estimate(plan: RegionPlan, threads: int, reduction: str) -> MemoryEstimate:
     slab = min(SLAB_BYTES, max(plan.bytes_read // assets, 1))
     copies = 1 + 2 + (2 if reduction == "std" else 0)  # read, float64 copy, deviations
     concurrent = max(threads, 1)
-    merge = 3 * plan.bytes_out if reduction == "none" else 2 * plan.bytes_out
+    merge = SUBSET_COPIES * plan.bytes_out if reduction == "none" else 2 * plan.bytes_out
     peak = concurrent * (slab * copies + plan.bytes_out) + merge
     return MemoryEstimate(
         region=plan.region,

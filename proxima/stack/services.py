@@ -23,6 +23,7 @@ from proxima.stack import opensearch_node, postgres, s3_server
 from proxima.stack.automations import HEARTBEAT_S
 
 BIN = Path(sys.executable).parent
+NICE = ("nice", "-n", "10")  # the local stack's regional workers
 
 
 @dataclass
@@ -250,6 +251,10 @@ def _region_services(
             url=region.dashboard_url,
             argv=lambda: [
                 *ns,
+                # below the flows, the servers and the CLI on the machine they share here
+                # (on AWS the workers have their own): an interactive run's orchestration
+                # is never starved by a large run's decoding
+                *NICE,
                 str(BIN / "dask"),
                 "worker",
                 region.scheduler_address,
