@@ -137,7 +137,6 @@ def test_the_client_side_of_each_peering_is_wired_by_its_data_region_stack(synth
     ]
     actions = sorted(c["action"] for c in calls)
     assert actions == [
-        "acceptVpcPeeringConnection",
         "associateVPCWithHostedZone",
         "createRoute",
         "createRoute",
@@ -286,3 +285,107 @@ def test_the_image_asset_holds_what_the_dockerfile_copies_and_nothing_local(synt
         for td in template.find_resources("AWS::ECS::TaskDefinition").values():
             for container in td["Properties"]["ContainerDefinitions"]:
                 assert "container-assets" in str(container["Image"]), container["Name"]
+
+
+# What would stop `cdk deploy` in a fresh account (issue 32, 1-4): each test fails
+# without its fix.
+
+
+def _client_without_the_service_role(tmp_path):
+    from proxima_infra.config import InfraConfig
+
+    raw = load().model_dump()
+    raw["client"]["create_opensearch_service_role"] = False
+    app = infra_app.build(InfraConfig.model_validate(raw), outdir=str(tmp_path))
+    return Template.from_stack(_stacks(app)["proxima-client"])
+
+
+def test_the_catalog_domain_has_opensearchs_service_linked_role_or_a_stated_opt_out(
+    synth, tmp_path
+):
+    _, t = synth
+    client = t["proxima-client"]
+    roles = client.find_resources(
+        "AWS::IAM::ServiceLinkedRole",
+        {"Properties": {"AWSServiceName": "opensearchservice.amazonaws.com"}},
+    )
+    assert len(roles) == 1  # a VPC domain is refused in an account without it
+    (domain,) = client.find_resources("AWS::OpenSearchService::Domain").values()
+    assert set(roles) <= set(domain["DependsOn"])
+    # an account that has the role already says so: creating it twice fails
+    without = _client_without_the_service_role(tmp_path)
+    without.resource_count_is("AWS::IAM::ServiceLinkedRole", 0)
+
+
+def _statements(template, logical_id_part: str) -> list[dict]:
+    return [
+        statement
+        for logical_id, policy in template.find_resources("AWS::IAM::Policy").items()
+        if logical_id_part in logical_id
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statements: list[dict]) -> set[str]:
+    return {
+        a
+        for s in statements
+        if s["Effect"] == "Allow"
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+
+
+@pytest.mark.parametrize("region", [r.region for r in load().data_regions])
+def test_the_zone_association_may_describe_the_vpc_it_associates(synth, region):
+    _, t = synth
+    actions = _actions(_statements(t[f"proxima-data-{region}"], "AssociateZone"))
+    assert {"route53:AssociateVPCWithHostedZone", "ec2:DescribeVpcs"} <= actions
+
+
+@pytest.mark.parametrize("region", [r.region for r in load().data_regions])
+def test_a_same_account_peering_is_not_accepted_again(synth, region):
+    _, t = synth
+    data = t[f"proxima-data-{region}"]
+    data.resource_count_is("AWS::EC2::VPCPeeringConnection", 1)
+    body = json.dumps(data.to_json())
+    assert "acceptVpcPeeringConnection" not in body  # fails on an active peering
+    assert "ec2:AcceptVpcPeeringConnection" not in _actions(_statements(data, ""))
+
+
+@pytest.mark.parametrize("region", [r.region for r in load().data_regions])
+def test_the_services_wait_for_the_capacity_provider_association(synth, region):
+    _, t = synth
+    data = t[f"proxima-data-{region}"]
+    (association,) = data.find_resources("AWS::ECS::ClusterCapacityProviderAssociations")
+    services = data.find_resources("AWS::ECS::Service")
+    assert len(services) == 2
+    for name, service in services.items():
+        assert association in service.get("DependsOn", []), name
+
+
+def test_the_image_is_built_for_the_hosts_platform(synth):
+    stacks, _ = synth
+    outdir = Path(next(iter(stacks.values())).node.root.outdir)
+    images = [
+        image
+        for assets in outdir.glob("*.assets.json")
+        for image in json.loads(assets.read_text()).get("dockerImages", {}).values()
+    ]
+    assert images
+    assert {image["source"].get("platform") for image in images} == {"linux/amd64"}
+
+
+@pytest.mark.parametrize("region", [r.region for r in load().data_regions])
+def test_dask_workers_get_the_prefect_api_from_a_secret(synth, region):
+    _, t = synth
+    data = t[f"proxima-data-{region}"]
+    by_name = {
+        c["Name"]: c
+        for td in data.find_resources("AWS::ECS::TaskDefinition").values()
+        for c in td["Properties"]["ContainerDefinitions"]
+    }
+    secrets = {s["Name"]: s["ValueFrom"] for s in by_name["Worker"]["Secrets"]}
+    assert {"PREFECT_API_URL", "PREFECT_API_KEY"} <= set(secrets)
+    assert "prefect-api" in json.dumps(secrets["PREFECT_API_URL"])
+    env = {e["Name"] for e in by_name["Worker"].get("Environment", [])}
+    assert not env & {"PREFECT_API_URL", "PREFECT_API_KEY"}  # never in plain text

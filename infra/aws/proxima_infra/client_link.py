@@ -1,13 +1,17 @@
 """The client side of a data region's VPC peering, done from the data-region stack
-(the client stack exists first and cannot know the peering): accept the peering in the
-client region, route the client's private subnets to the data region's CIDR, and
-associate the region's Cloud Map zone (``scheduler.<region>.<project>.internal``) with
-the client VPC so the scheduler addresses in the DataRegion blocks resolve there.
+(the client stack exists first and cannot know the peering): route the client's private
+subnets to the data region's CIDR, and associate the region's Cloud Map zone
+(``scheduler.<region>.<project>.internal``) with the client VPC so the scheduler
+addresses in the DataRegion blocks resolve there.
+
+Nothing accepts the peering: both VPCs are in one account, and CloudFormation accepts a
+same-account peering itself (``AcceptVpcPeeringConnection`` on an active one fails).
 """
 
 from __future__ import annotations
 
-from aws_cdk import Fn
+from aws_cdk import Fn, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
@@ -25,7 +29,7 @@ def _call(service: str, action: str, parameters: dict, region: str, physical: st
 
 
 class ClientLink(Construct):
-    """Peering accepted, routes and DNS on the client side of one data region."""
+    """Routes and DNS on the client side of one data region's peering."""
 
     def __init__(
         self,
@@ -43,23 +47,10 @@ class ClientLink(Construct):
         policy = cr.AwsCustomResourcePolicy.from_sdk_calls(
             resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE
         )
-        accept = cr.AwsCustomResource(
-            self,
-            "AcceptPeering",
-            on_create=_call(
-                "EC2",
-                "acceptVpcPeeringConnection",
-                {"VpcPeeringConnectionId": peering_id},
-                client_region,
-                f"accept-{peering_id}",
-            ),
-            policy=policy,
-            install_latest_aws_sdk=False,
-        )
         for i in range(MAX_AZS):  # the client VPC has one private route table per AZ
             table = Fn.select(i, client_route_tables)
             route = {"RouteTableId": table, "DestinationCidrBlock": data_cidr}
-            created = cr.AwsCustomResource(
+            cr.AwsCustomResource(
                 self,
                 f"ClientRoute{i}",
                 on_create=_call(
@@ -75,7 +66,6 @@ class ClientLink(Construct):
                 policy=policy,
                 install_latest_aws_sdk=False,
             )
-            created.node.add_dependency(accept)
         vpc = {"VPCId": client_vpc_id, "VPCRegion": client_region}
         cr.AwsCustomResource(
             self,
@@ -94,6 +84,27 @@ class ClientLink(Construct):
                 client_region,
                 f"zone-{client_vpc_id}",
             ),
-            policy=policy,
+            # Route 53 checks the VPC it associates: without ec2:DescribeVpcs the call
+            # is denied (not derivable from the SDK call, so written out)
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=[
+                            "route53:AssociateVPCWithHostedZone",
+                            "route53:DisassociateVPCFromHostedZone",
+                        ],
+                        resources=[
+                            Stack.of(self).format_arn(
+                                service="route53",
+                                region="",
+                                account="",
+                                resource="hostedzone",
+                                resource_name=hosted_zone_id,
+                            )
+                        ],
+                    ),
+                    iam.PolicyStatement(actions=["ec2:DescribeVpcs"], resources=["*"]),
+                ]
+            ),
             install_latest_aws_sdk=False,
         )

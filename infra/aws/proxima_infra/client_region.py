@@ -125,6 +125,15 @@ class ClientRegionStack(Stack):
             ),
             removal_policy=RemovalPolicy.RETAIN,
         )
+        if cfg.client.create_opensearch_service_role:
+            # a VPC domain needs it, and an account that never had a domain has none
+            linked = iam.CfnServiceLinkedRole(
+                self,
+                "OpenSearchServiceRole",
+                aws_service_name="opensearchservice.amazonaws.com",
+                description="Lets OpenSearch Service place the catalog's domain in the VPC",
+            )
+            domain.node.add_dependency(linked)
         if cfg.profile == "minimal":
             NagSuppressions.add_resource_suppressions(
                 domain,

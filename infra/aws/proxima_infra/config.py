@@ -19,6 +19,12 @@ class ClientRegion(BaseModel):
     region: str
     cidr: str
     opensearch_instance_type: str = "r6g.large.search"
+    create_opensearch_service_role: bool = Field(
+        default=True,
+        description="Create OpenSearch's service-linked role, without which a VPC domain "
+        "is refused; false in an account that already has "
+        "AWSServiceRoleForAmazonOpenSearchService (creating it again fails).",
+    )
 
 
 class DataRegion(BaseModel):
@@ -75,6 +81,9 @@ def container_image(scope: Construct, cfg: InfraConfig) -> tuple[ecs.ContainerIm
         "ProjectImage",
         directory=str(root),
         file="infra/aws/Dockerfile",
+        # the hosts are x86 (r6i): built on an ARM laptop, an unpinned image would fail
+        # "exec format error" on them
+        platform=ecr_assets.Platform.LINUX_AMD64,
         # only what the Dockerfile copies matters; dot-directories hold the local venv
         # and stack state (gigabytes), and would change the asset's hash on every run
         exclude=[

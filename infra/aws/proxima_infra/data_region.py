@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import shlex
 
-from aws_cdk import CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack
+import jsii
+from aws_cdk import (
+    AspectPriority,
+    Aspects,
+    CfnOutput,
+    CfnParameter,
+    Duration,
+    IAspect,
+    RemovalPolicy,
+    Stack,
+)
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -15,7 +25,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_servicediscovery as sd
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from proxima_infra import catalog_access
 from proxima_infra.catalog_roles import worker_role_name
@@ -50,6 +60,27 @@ def tls_command(*dask: str) -> list[str]:
         "-c",
         f"python -m proxima.dask_tls materialize {TLS_DIR} && exec {shlex.join(argv)}",
     ]
+
+
+@jsii.implements(IAspect)
+class _AfterCapacityAssociation:
+    """Makes ``services`` depend on ``cluster``'s capacity-provider association, which
+    aws-cdk-lib creates in an aspect of its own (so it is not there to refer to when the
+    services are made).
+    """
+
+    def __init__(self, cluster: ecs.Cluster, services: list[ecs.Ec2Service]) -> None:
+        self.cluster = cluster
+        self.services = services
+
+    def visit(self, node: IConstruct) -> None:
+        if node is not self.cluster:
+            return
+        association = self.cluster.node.try_find_child(self.cluster.node.id)
+        if association is None:
+            raise RuntimeError("the cluster has no capacity-provider association")
+        for service in self.services:
+            service.node.add_dependency(association)
 
 
 class DataRegionStack(Stack):
@@ -257,6 +288,11 @@ class DataRegionStack(Stack):
             removal_policy=RemovalPolicy.DESTROY,
         )
         tls = secretsmanager.Secret.from_secret_name_v2(self, "DaskTls", f"{cfg.project}/dask-tls")
+        # tasks run on the workers report their states to the deployment's Prefect: without
+        # the API, Prefect starts a throwaway server in each worker (FIELD-NOTES)
+        prefect_api = secretsmanager.Secret.from_secret_name_v2(
+            self, "PrefectApi", f"{cfg.project}/prefect-api"
+        )
         image, _ = container_image(self, cfg)  # one image for every task of the stack
         scheduler_td = self._task(
             cfg,
@@ -292,6 +328,10 @@ class DataRegionStack(Stack):
             ),
             cpu=4096,
             memory=30000,
+            secrets={
+                "PREFECT_API_URL": ecs.Secret.from_secrets_manager(prefect_api, "url"),
+                "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(prefect_api, "key"),
+            },
             # a fixed name: the catalog stack maps it to an OpenSearch role before this
             # stack exists (catalog_roles.py)
             task_role=iam.Role(
@@ -314,7 +354,7 @@ class DataRegionStack(Stack):
             catalog_arn.value_as_string, cfg.project, "worker"
         ):
             worker_role.add_to_principal_policy(statement)
-        ecs.Ec2Service(
+        scheduler_service = ecs.Ec2Service(
             self,
             "SchedulerService",
             cluster=cluster,
@@ -328,7 +368,7 @@ class DataRegionStack(Stack):
             vpc_subnets=in_fsx_subnet,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
-        ecs.Ec2Service(
+        worker_service = ecs.Ec2Service(
             self,
             "WorkerService",
             cluster=cluster,
@@ -339,6 +379,13 @@ class DataRegionStack(Stack):
             capacity_provider_strategies=on_hosts,
             vpc_subnets=in_fsx_subnet,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+        # A service created before the cluster's capacity-provider association fails
+        # "capacity provider not associated with the cluster" (intermittently: the order
+        # is CloudFormation's, as nothing refers from one to the other)
+        Aspects.of(self).add(
+            _AfterCapacityAssociation(cluster, [scheduler_service, worker_service]),
+            priority=AspectPriority.MUTATING + 1,  # after aws-cdk-lib's, which creates it
         )
 
         address = (
@@ -384,6 +431,7 @@ class DataRegionStack(Stack):
         cpu: int,
         memory: int,
         task_role: iam.IRole | None = None,
+        secrets: dict[str, ecs.Secret] | None = None,
     ) -> ecs.Ec2TaskDefinition:
         td = ecs.Ec2TaskDefinition(
             self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role
@@ -400,7 +448,7 @@ class DataRegionStack(Stack):
                 "PROXIMA_REGION": region_cfg.region,
                 "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
             },
-            secrets={"PROXIMA_DASK_TLS": ecs.Secret.from_secrets_manager(tls)},
+            secrets={"PROXIMA_DASK_TLS": ecs.Secret.from_secrets_manager(tls), **(secrets or {})},
             port_mappings=[ecs.PortMapping(container_port=DASK_SCHEDULER_PORT)]
             if role == "Scheduler"
             else [],

@@ -66,8 +66,9 @@ SUPPRESSIONS: dict[str, dict[str, str]] = {
     },
     "AWS679f53fac002430cb0da5b7982bd2287": {"AwsSolutions-IAM4": AWS_CDK_LIB_FUNCTIONS},
     "ClientLink": {
-        "AwsSolutions-IAM5": "Accepting the peering, routing and associating the zone act on "
-        "the client region's resources, created by another stack in another region."
+        "AwsSolutions-IAM5": "Routing and associating the zone act on the client region's "
+        "resources, created by another stack in another region; ec2:DescribeVpcs, which "
+        "the zone association needs, has no resource-level permissions."
     },
     "Catalog": {
         "AwsSolutions-OS3": "The domain is reachable only inside the VPC through a security "
