@@ -175,11 +175,24 @@ class RegionConfig(_Strict):
         return dataset_named(self.name, self.datasets, name)
 
 
+class StacService(_Strict):
+    """The STAC API and intake-esm service over the catalog (read-only)."""
+
+    port: int = Field(default=8090, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address it listens on.")
+
+    @property
+    def url(self) -> str:
+        """The STAC API's landing page."""
+        return f"http://{self.host}:{self.port}"
+
+
 class StackConfig(_Strict):
     """The whole local stack."""
 
     prefect: PrefectService = PrefectService()
     opensearch: OpenSearchService = OpenSearchService()
+    stac: StacService = StacService()
     regions: list[RegionConfig] = Field(min_length=1)
     client_region: str = Field(
         default="us-east-1",
@@ -205,7 +218,12 @@ class StackConfig(_Strict):
         names = [r.name for r in self.regions]
         if len(set(names)) != len(names):
             raise ValueError(f"region names repeat: {names}")
-        ports = [self.prefect.port, self.opensearch.port, self.opensearch.transport_port]
+        ports = [
+            self.prefect.port,
+            self.opensearch.port,
+            self.opensearch.transport_port,
+            self.stac.port,
+        ]
         for r in self.regions:
             ports += [r.scheduler_port, r.dashboard_port, r.s3_port]
         dupes = sorted({p for p in ports if ports.count(p) > 1})
@@ -241,6 +259,7 @@ def _shift_ports(config: StackConfig, offset: int) -> StackConfig:
     raw["prefect"]["db_port"] += offset
     raw["opensearch"]["port"] += offset
     raw["opensearch"]["transport_port"] += offset
+    raw["stac"]["port"] += offset
     for region in raw["regions"]:
         for key in ("scheduler_port", "dashboard_port", "s3_port"):
             region[key] += offset

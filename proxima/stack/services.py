@@ -353,6 +353,27 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
         )
     for region in config.regions:
         services.extend(_region_services(region, config, settings))
+    stac = config.stac
+    services.append(
+        Service(
+            name="stac-api",
+            url=stac.url,
+            argv=lambda: [
+                sys.executable,
+                "-m",
+                "proxima.stac",
+                "--host",
+                stac.host,
+                "--port",
+                str(stac.port),
+            ],
+            healthy=lambda: http_ok(f"{stac.url}/_mgmt/ping"),
+            env=client_env(config, settings),
+            ports=[stac.port],
+            host=stac.host,
+            after=[] if config.opensearch.url else ["opensearch"],
+        )
+    )
     services.append(
         Service(
             name="flow-launcher",
