@@ -12,7 +12,10 @@ Writes results/catalog_scale.json: full_assets_per_s, cold_assets_per_s (the fir
 refresh), incremental_assets_per_s,
 nochange_assets_per_s, query_p50_ms, query_p95_ms, floor_extract_assets_per_s,
 floor_bulk_docs_per_s, floor_copy_docs_per_s (one ``_reindex`` of the region's documents),
-floor_nochange_walk_assets_per_s (the no-change refresh's lean walk of the tree alone).
+floor_nochange_walk_assets_per_s (the no-change refresh's lean walk of the tree alone),
+stac_query_p50_ms and stac_query_p95_ms (the same small questions through the STAC API,
+each answer checked equal to the direct one) beside direct_query_p95_ms (those questions
+asked directly, interleaved with the STAC ones).
 """
 
 from __future__ import annotations
@@ -96,6 +99,49 @@ def _floor_copy(client, alias: str) -> float:
         client.indices.delete(index=scratch, ignore_unavailable=True)
 
 
+def _stac_body(query: CatalogQuery) -> dict:
+    """The STAC search asking what ``query`` asks (variable, period, dataset, region)."""
+    args = []
+    if query.variable:
+        names = [query.variable]
+        args.append(
+            {
+                "op": "or",
+                "args": [
+                    {"op": "a_overlaps", "args": [{"property": "proxima:variables"}, names]},
+                    {"op": "a_overlaps", "args": [{"property": "proxima:standard_names"}, names]},
+                ],
+            }
+        )
+    if query.region:
+        args.append({"op": "=", "args": [{"property": "proxima:region"}, query.region]})
+    body: dict = {"limit": 1000, "collections": [query.dataset]}
+    if query.start and query.end:
+        body["datetime"] = f"{query.start.isoformat()}Z/{query.end.isoformat()}Z"
+    if args:
+        body["filter"] = {"op": "and", "args": args}
+    return body
+
+
+def _stac_latencies(url: str, client, alias: str, queries: list, runs: int) -> dict:
+    """The same small questions, direct and through the STAC API, interleaved."""
+    import httpx
+
+    out: dict[str, list[float]] = {"direct, same questions": [], "STAC API, same questions": []}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for i in range(runs):
+            q = queries[i % len(queries)]
+            t0 = time.perf_counter()
+            direct = search(client, alias, q)
+            out["direct, same questions"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            page = http.post("/search", json=_stac_body(q)).raise_for_status().json()
+            out["STAC API, same questions"].append((time.perf_counter() - t0) * 1000)
+            timed = {a["id"] for a in direct.assets if a.get("time")}
+            assert {f["id"] for f in page["features"]} == timed, q
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--assets", type=int, default=10000)
@@ -169,6 +215,7 @@ def main() -> None:
             dataset="era5",
         ),
         CatalogQuery(text="synthetic", dataset="era5", region="us-west-2"),
+        CatalogQuery(variable="precipitation_amount", dataset="era5", region="us-west-2"),
     ]
     latencies: dict[str, list[float]] = {"small result": [], "listing 10k+": []}
     for i in range(args.queries):
@@ -181,6 +228,8 @@ def main() -> None:
         res = search(client, alias, queries[0])
         latencies["listing 10k+"].append((time.perf_counter() - t0) * 1000)
     assert res.total >= args.assets
+    stac = _stac_latencies(config.stac.url, client, alias, [queries[1], queries[3]], args.queries)
+    latencies |= stac
 
     def pct(xs, p):
         return statistics.quantiles(xs, n=100)[p - 1]
@@ -224,6 +273,9 @@ def main() -> None:
             "nochange_assets_per_s": n / again_s,
             "query_p50_ms": statistics.median(latencies["small result"]),
             "query_p95_ms": pct(latencies["small result"], 95),
+            "direct_query_p95_ms": pct(latencies["direct, same questions"], 95),
+            "stac_query_p50_ms": statistics.median(latencies["STAC API, same questions"]),
+            "stac_query_p95_ms": pct(latencies["STAC API, same questions"], 95),
             "floor_extract_assets_per_s": extract_rate,
             "floor_bulk_docs_per_s": bulk_rate,
             "floor_copy_docs_per_s": copy_rate,

@@ -20,6 +20,7 @@ EXPECTED = {
     "prefect-server",
     "prefect-worker",
     "flow-launcher",
+    "stac-api",
     "us-east-1-s3",
     "us-east-1-dask-scheduler",
     "us-east-1-dask-workers",
@@ -51,6 +52,7 @@ def test_status_json_from_the_cli(stack):
     urls = {r["name"]: r["url"] for r in rows}
     assert urls["prefect-server"] == stack.prefect.ui_url
     assert urls["us-west-2-dask-scheduler"] == stack.region("us-west-2").scheduler_address
+    assert urls["stac-api"] == stack.stac.url
 
 
 def test_up_again_keeps_the_running_processes(stack, settings):

@@ -296,7 +296,6 @@ class Queryables(BaseFiltersClient):
             "start_datetime": stamp,
             "end_datetime": stamp,
             "proxima:region": text,
-            "storage:region": text,
             "proxima:dataset": text,
             "proxima:variables": strings,
             "proxima:standard_names": strings,

@@ -10,7 +10,7 @@ from proxima.catalog.model import FACET_KEYS
 STAC_VERSION = "1.1.0"
 EXTENSIONS = [
     "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
-    "https://stac-extensions.github.io/storage/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/storage/v2.0.0/schema.json",
     "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
 ]
@@ -41,6 +41,16 @@ def geometry(doc: dict[str, Any]) -> dict[str, Any]:
     if extent.get("type") == "multipolygon":
         return {"type": "MultiPolygon", "coordinates": extent["coordinates"]}
     return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+def _s3_scheme(doc: dict[str, Any]) -> dict[str, Any]:
+    bucket = doc["uri"].removeprefix("s3://").split("/", 1)[0]
+    return {
+        "type": "aws-s3",
+        "platform": "https://{bucket}.s3.{region}.amazonaws.com",
+        "bucket": bucket,
+        "region": doc["region"],
+    }
 
 
 def _cube(doc: dict[str, Any], start: str | None, end: str | None) -> dict[str, Any]:
@@ -88,8 +98,7 @@ def item(doc: dict[str, Any], root: str | None, base_url: str) -> dict[str, Any]
         "start_datetime": start,
         "end_datetime": end,
         "proxima:region": doc["region"],
-        "storage:region": doc["region"],
-        "storage:platform": "AWS",
+        "storage:schemes": {"s3": _s3_scheme(doc)},
         "proxima:dataset": doc["dataset"],
         "proxima:path": doc["path"],
         "proxima:format": fmt,
@@ -109,6 +118,7 @@ def item(doc: dict[str, Any], root: str | None, base_url: str) -> dict[str, Any]
             "roles": ["data"],
             "title": "In the region's data repository (S3)",
             "file:size": doc.get("size"),
+            "storage:refs": ["s3"],
             "xarray:open_kwargs": OPEN_KWARGS.get(fmt, {}),
         }
     }

@@ -25,7 +25,6 @@ PROPERTIES: dict[str, str] = {
     "collection": "dataset",
     "proxima:dataset": "dataset",
     "proxima:region": "region",
-    "storage:region": "region",
     "proxima:variables": "variable_names",
     "proxima:standard_names": "standard_names",
     "proxima:format": "format",
