@@ -52,6 +52,7 @@ def roles(stacks) -> dict[str, iam.Role]:
     found = {
         "refresh": iam.role_named("proxima-client", client, "RefreshRole", region),
         "analyst": iam.role_named("proxima-client", client, "AnalystRole", region),
+        "stac": iam.role_named("proxima-client", client, "StacRole", region),
     }
     for name, (region, template) in stacks.items():
         if name.startswith("proxima-data-"):
@@ -125,6 +126,39 @@ def test_removing_a_grant_the_calls_need_is_caught(roles, workflow_calls):
     assert {w for w, _, _ in _denied(crippled, workflow_calls)} == {"analyst"}
 
 
+def test_every_catalog_call_of_the_stac_api_is_allowed_to_its_role(roles, catalog, stack, settings):
+    """The STAC service's searches, item reads, collection aggregations and the
+    intake-esm rows, recorded by its process on the local stack, against StacRole.
+    """
+    import httpx
+
+    from proxima.stack import manager
+
+    pid = {r.name: r.pid for r in manager.status(settings, stack)}["stac-api"]
+    started = time.time()
+    url = stack.stac.url
+    page = httpx.post(
+        f"{url}/search",
+        json={
+            "limit": 2,
+            "filter": {"op": "=", "args": [{"property": "cmip6:experiment_id"}, "ssp585"]},
+        },
+    ).json()
+    item = page["features"][0]
+    for path in (
+        "/collections",
+        f"/collections/{item['collection']}/items/{item['id']}",
+        f"/collections/{item['collection']}/items?limit=1",
+        "/intake-esm/proxima.csv",
+    ):
+        assert httpx.get(f"{url}{path}", timeout=60).is_success, path
+    calls = [c for c in call_log.read(calls_dir(settings), since=started) if c["pid"] == pid]
+    assert {c["resource"].rsplit("/", 1)[-1] for c in calls} >= {"_search"}
+    made = [("stac", c) for c in calls]
+    assert not _denied(roles, made)
+    assert _denied(roles | {"stac": iam.Role("none", "none", [], {})}, made)
+
+
 def test_the_fsx_import_of_a_region_is_allowed_to_its_workers(roles, settings, config, tmp_path):
     region = from_stack(config, settings).region("us-east-1")
     region = region.model_copy(update={"fsx_file_system_id": iam.FILE_SYSTEM_ID})
@@ -194,7 +228,10 @@ def test_fine_grained_access_maps_every_role_that_calls_the_catalog(stacks, role
         key: [iam.resolve(v, refs) for v in value] if isinstance(value, list) else value
         for key, value in mapping.items()
     }
-    assert resolved["AnalystRoleArns"] == [f"<{roles['analyst'].logical_id}.Arn>"]
+    assert resolved["AnalystRoleArns"] == [
+        f"<{roles['analyst'].logical_id}.Arn>",
+        f"<{roles['stac'].logical_id}.Arn>",
+    ]
     assert resolved["RefreshRoleArns"] == [f"<{roles['refresh'].logical_id}.Arn>"]
     for name, (data_region, template) in stacks.items():
         if name.startswith("proxima-data-"):

@@ -389,3 +389,51 @@ def test_dask_workers_get_the_prefect_api_from_a_secret(synth, region):
     assert "prefect-api" in json.dumps(secrets["PREFECT_API_URL"])
     env = {e["Name"] for e in by_name["Worker"].get("Environment", [])}
     assert not env & {"PREFECT_API_URL", "PREFECT_API_KEY"}  # never in plain text
+
+
+def test_the_stac_api_runs_in_the_client_region_reading_the_catalog_as_an_analyst(synth):
+    _, t = synth
+    client = t["proxima-client"]
+    tds = client.find_resources("AWS::ECS::TaskDefinition")
+    (stac,) = [
+        c
+        for td in tds.values()
+        for c in td["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "stac"
+    ]
+    command = stac["Command"]
+    assert command[:3] == ["python", "-m", "proxima.stac"]
+    assert command[command.index("--auth") + 1] == "sigv4"
+    assert command[command.index("--alias") + 1] == "proxima-assets"
+    # the task role reads the catalog with exactly the analysts' grants, and writes nothing
+    roles = client.find_resources("AWS::IAM::Role")
+    (stac_role,) = [k for k, r in roles.items() if k.startswith("StacRole")]
+    policies = [
+        p
+        for p in client.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": stac_role} in p["Properties"]["Roles"]
+    ]
+    actions = {
+        a
+        for p in policies
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    assert actions and "es:ESHttpPut" not in actions and "es:ESHttpGet" in actions
+    assert not any("s3:" in a for a in actions)
+    # mapped to the analysts' OpenSearch role, or FGAC answers 403
+    mapping = client.find_resources("Custom::CatalogRoles") or client.find_resources(
+        "AWS::CloudFormation::CustomResource"
+    )
+    assert stac_role in json.dumps(mapping)
+    # reachable from the Proxima networks only
+    ingress = [
+        r["Properties"]
+        for r in client.find_resources("AWS::EC2::SecurityGroup").values()
+        if "STAC" in r["Properties"]["GroupDescription"]
+    ]
+    (sg,) = ingress
+    cidrs = {rule["CidrIp"] for rule in sg["SecurityGroupIngress"]}
+    assert cidrs and not cidrs & set(OPEN)
+    assert {rule["FromPort"] for rule in sg["SecurityGroupIngress"]} == {8090}
+    assert "StacApiUrl" in client.find_outputs("*")

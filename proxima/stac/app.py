@@ -20,7 +20,7 @@ from stac_fastapi.types.config import ApiSettings
 
 from proxima import opensearch
 from proxima.catalog.search import CatalogQuery, search
-from proxima.platform.model import Platform
+from proxima.opensearch import CatalogConnection
 from proxima.stac import intake_esm
 from proxima.stac.backend import CatalogClient, Queryables, base_url
 from proxima.stac.query import StacQueryError
@@ -29,12 +29,17 @@ TITLE = "Proxima catalog"
 DESCRIPTION = "Every dataset, file and variable Proxima knows, in every region."
 
 
-def build_app(platform: Platform) -> FastAPI:
+def build_app(connection: CatalogConnection, roots: dict[str, str]) -> FastAPI:
     """The STAC API (core, features, item search, filter, sort, token paging) and the
-    live intake-esm datastore, over ``platform``'s catalog.
+    live intake-esm datastore.
+
+    Args:
+        connection: The catalog (its alias is what every request reads).
+        roots: Each region's file-system root, where this service can read it (the
+            local stack); items then carry an ``fsx`` asset and the datastore's NetCDF
+            files are served as references.
     """
-    catalog = opensearch.connect_catalog(platform.catalog)
-    roots = {r.name: r.root for r in platform.regions}
+    catalog = opensearch.connect_catalog(connection)
     extensions = [
         SearchFilterExtension(client=Queryables()),
         SortExtension(),
@@ -47,7 +52,7 @@ def build_app(platform: Platform) -> FastAPI:
             stac_fastapi_description=DESCRIPTION,
             stac_fastapi_landing_id="proxima",
         ),
-        client=CatalogClient(catalog=catalog, alias=platform.catalog_alias, roots=roots),
+        client=CatalogClient(catalog=catalog, alias=connection.alias, roots=roots),
         extensions=extensions,
         title=TITLE,
         description=DESCRIPTION,
@@ -57,15 +62,15 @@ def build_app(platform: Platform) -> FastAPI:
         health_check=lambda: {"status": "UP", "catalog": catalog.ping()},
     )
     app = api.app
-    _intake_routes(app, catalog, platform, roots)
+    _intake_routes(app, catalog, connection.alias, roots)
     return app
 
 
-def _intake_routes(app: FastAPI, catalog: Any, platform: Platform, roots: dict[str, str]) -> None:
+def _intake_routes(app: FastAPI, catalog: Any, alias: str, roots: dict[str, str]) -> None:
     references = intake_esm.References()
 
     def rows(request: Request) -> list[dict[str, str]]:
-        assets = search(catalog, platform.catalog_alias, CatalogQuery()).assets
+        assets = search(catalog, alias, CatalogQuery()).assets
         return intake_esm.datastore_rows(assets, roots, base_url(request))
 
     @app.get("/intake-esm/{name}.json", tags=["intake-esm"])
@@ -81,7 +86,7 @@ def _intake_routes(app: FastAPI, catalog: Any, platform: Platform, roots: dict[s
     @app.get("/intake-esm/references/{asset_id}.json", tags=["intake-esm"])
     def reference(asset_id: str) -> Response:
         """A NetCDF asset's kerchunk references (its HDF5 chunk map)."""
-        hit = catalog.get(index=platform.catalog_alias, id=asset_id, ignore=[404])
+        hit = catalog.get(index=alias, id=asset_id, ignore=[404])
         doc = hit.get("_source") if hit.get("found") else None
         if not doc or doc["format"] != "netcdf" or doc.get("quarantined"):
             raise HTTPException(404, f"no NetCDF asset {asset_id}")

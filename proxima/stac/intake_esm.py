@@ -31,7 +31,12 @@ METADATA_KEYS = (".zgroup", ".zattrs", ".zarray")
 def datastore_rows(
     assets: list[dict[str, Any]], roots: dict[str, str], base_url: str
 ) -> list[dict[str, str]]:
-    """The CSV rows: Zarr stores as exported, NetCDF files as their reference's URL."""
+    """The CSV rows: Zarr stores as exported, NetCDF files as their reference's URL.
+
+    Only assets of the regions mounted here (``roots``) are listed: a reference is
+    made from the file itself.
+    """
+    assets = [a for a in assets if a["region"] in roots]
     by_path = {str(Path(roots[a["region"]]) / a["path"]): a for a in assets}
     rows = export.esm_rows(assets, roots)
     for row in rows:

@@ -53,6 +53,9 @@ def _catalog_capacity(cfg: InfraConfig, vpc: ec2.IVpc) -> dict[str, Any]:
     }
 
 
+STAC_PORT = 8090
+
+
 class ClientRegionStack(Stack):
     """What the scientist's side runs."""
 
@@ -78,6 +81,12 @@ class ClientRegionStack(Stack):
             "AnalystRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="Reads the catalog (search) and writes results",
+        )
+        stac_role = iam.Role(
+            self,
+            "StacRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="The STAC API service: reads the catalog, nothing else",
         )
         refresh_role = iam.Role(
             self,
@@ -153,11 +162,15 @@ class ClientRegionStack(Stack):
             domain_endpoint=domain.domain_endpoint,
             project=cfg.project,
             admins=[admin_role.value_as_string],
-            analysts=[analyst_role.role_arn],
+            analysts=[analyst_role.role_arn, stac_role.role_arn],
             refreshers=[refresh_role.role_arn],
             data_regions=[r.region for r in cfg.data_regions],
         )
-        for role, caller in ((analyst_role, "analyst"), (refresh_role, "refresh")):
+        for role, caller in (
+            (analyst_role, "analyst"),
+            (stac_role, "analyst"),
+            (refresh_role, "refresh"),
+        ):
             for statement in catalog_access.statements(domain.domain_arn, cfg.project, caller):
                 role.add_to_principal_policy(statement)
 
@@ -285,6 +298,14 @@ class ClientRegionStack(Stack):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
 
+        stac_url = self._stac_service(cfg, vpc, cluster, image, stac_role, search_sg, domain)
+
+        CfnOutput(
+            self,
+            "StacApiUrl",
+            value=stac_url,
+            description="The STAC API and intake-esm datastore (inside the Proxima networks)",
+        )
         CfnOutput(
             self,
             "OpenSearchEndpoint",
@@ -330,3 +351,71 @@ class ClientRegionStack(Stack):
             "FlowRunSubnets",
             value=",".join(s.subnet_id for s in vpc.private_subnets),
         )
+
+    def _stac_service(
+        self,
+        cfg: InfraConfig,
+        vpc: ec2.IVpc,
+        cluster: ecs.Cluster,
+        image: ecs.ContainerImage,
+        role: iam.IRole,
+        search_sg: ec2.SecurityGroup,
+        domain: opensearch.Domain,
+    ) -> str:
+        """The read-only STAC API (proxima/stac) behind the catalog's network rules:
+        reachable from the client and data-region VPCs only, on its own port, and
+        reading the catalog with the analysts' grants.
+        """
+        sg = ec2.SecurityGroup(
+            self,
+            "StacSg",
+            vpc=vpc,
+            description="The STAC API: HTTP from the Proxima networks only",
+            allow_all_outbound=True,  # the image pull and logs go out through the NAT
+        )
+        for cidr in [cfg.client.cidr, *(r.cidr for r in cfg.data_regions)]:
+            sg.add_ingress_rule(
+                ec2.Peer.ipv4(cidr), ec2.Port.tcp(STAC_PORT), "STAC API from the Proxima VPCs"
+            )
+        search_sg.add_ingress_rule(sg, ec2.Port.tcp(443), "the STAC API reads the catalog")
+        task = ecs.FargateTaskDefinition(
+            self, "StacTask", cpu=256, memory_limit_mib=512, task_role=role
+        )
+        task.add_container(
+            "stac",
+            image=image,
+            command=[
+                "python",
+                "-m",
+                "proxima.stac",
+                *("--host", "0.0.0.0", "--port", str(STAC_PORT)),
+                *("--catalog", f"https://{domain.domain_endpoint}"),
+                *("--alias", f"{cfg.project}-assets", "--auth", "sigv4"),
+                *("--aws-region", Stack.of(self).region),
+            ],
+            port_mappings=[ecs.PortMapping(container_port=STAC_PORT)],
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix="stac",
+                log_group=logs.LogGroup(
+                    self,
+                    "StacLogs",
+                    retention=logs.RetentionDays.ONE_MONTH,
+                    removal_policy=RemovalPolicy.DESTROY,
+                ),
+            ),
+        )
+        namespace = cluster.add_default_cloud_map_namespace(name=f"{cfg.project}.internal")
+        ecs.FargateService(
+            self,
+            "StacApi",
+            cluster=cluster,
+            task_definition=task,
+            desired_count=1,
+            min_healthy_percent=100,  # stateless: the new task starts before the old stops
+            max_healthy_percent=200,
+            security_groups=[sg],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            cloud_map_options=ecs.CloudMapOptions(name="stac"),
+        )
+        return f"http://stac.{namespace.namespace_name}:{STAC_PORT}"

@@ -30,6 +30,8 @@ SUPPRESSIONS: dict[str, dict[str, str]] = {
         "AwsSolutions-IAM5": CATALOG_PATHS + " The results bucket's objects (any key)."
     },
     "RefreshRole": {"AwsSolutions-IAM5": CATALOG_PATHS},
+    "StacRole": {"AwsSolutions-IAM5": CATALOG_PATHS},
+    "StacTask/ExecutionRole": {"AwsSolutions-IAM5": ECR_TOKEN},
     "WorkerTaskRole": {
         "AwsSolutions-IAM5": CATALOG_PATHS + " FSx data-repository tasks are created per "
         "import (task/*); DescribeDataRepositoryTasks has no resource-level permissions."
