@@ -76,10 +76,19 @@ class CatalogClient(BaseCoreClient):
     alias: str = attr.ib(default="proxima-assets")
     roots: dict[str, str] = attr.ib(factory=dict)
 
-    def search_items(self, search: ItemSearch, request: Request) -> ItemCollection:
-        """One page of ``search``, with the next page's link when there is one."""
+    def search_items(
+        self, search: ItemSearch, request: Request, post_body: dict[str, Any] | None = None
+    ) -> ItemCollection:
+        """One page of ``search``, with the next page's link when there is one.
+
+        Args:
+            search: The search.
+            request: The HTTP request (for links).
+            post_body: The body of a POST search, repeated in its next link.
+        """
+        body = to_body(search)
         with opensearch.reporting("search the STAC API"):
-            resp = self.catalog.search(index=self.alias, body=to_body(search) | {"_source": _LEAN})
+            resp = self.catalog.search(index=self.alias, body=body | {"_source": _LEAN})
         hits = resp["hits"]["hits"]
         base = base_url(request)
         features = [
@@ -93,9 +102,8 @@ class CatalogClient(BaseCoreClient):
             {"rel": "root", "type": "application/json", "href": f"{base}/"},
             {"rel": "self", "type": "application/geo+json", "href": str(request.url)},
         ]
-        if hits and len(hits) == search.limit:
-            token = encode_token(hits[-1]["sort"])
-            links.append(self._next(request, search, token))
+        if hits and len(hits) == body["size"]:
+            links.append(_next(request, encode_token(hits[-1]["sort"]), post_body))
         return ItemCollection(
             type="FeatureCollection",
             features=cast(list[Item], features),
@@ -103,24 +111,6 @@ class CatalogClient(BaseCoreClient):
             numberMatched=matched,
             numberReturned=len(features),
         )
-
-    @staticmethod
-    def _next(request: Request, search: ItemSearch, token: str) -> dict[str, Any]:
-        if request.method == "POST":
-            body = json.loads(getattr(request, "_body", b"{}") or b"{}")
-            return {
-                "rel": "next",
-                "type": "application/geo+json",
-                "method": "POST",
-                "href": str(request.url),
-                "body": body | {"token": token},
-            }
-        return {
-            "rel": "next",
-            "type": "application/geo+json",
-            "method": "GET",
-            "href": str(request.url.include_query_params(token=token)),
-        }
 
     def post_search(self, search_request: Any, **kwargs: Any) -> ItemCollection:
         """``POST /search``."""
@@ -138,7 +128,8 @@ class CatalogClient(BaseCoreClient):
             limit=search_request.limit or 10,
             token=getattr(search_request, "token", None),
         )
-        return self.search_items(search, kwargs["request"])
+        post_body = search_request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self.search_items(search, kwargs["request"], post_body)
 
     def get_search(
         self,
@@ -266,6 +257,17 @@ class CatalogClient(BaseCoreClient):
         if not stats:
             raise NotFoundError(f"no collection {collection_id}")
         return cast(Collection, items.collection(stats[0], base_url(kwargs["request"])))
+
+
+def _next(request: Request, token: str, post_body: dict[str, Any] | None) -> dict[str, Any]:
+    link = {"rel": "next", "type": "application/geo+json"}
+    if post_body is not None:
+        return link | {
+            "method": "POST",
+            "href": str(request.url),
+            "body": post_body | {"token": token},
+        }
+    return link | {"method": "GET", "href": str(request.url.include_query_params(token=token))}
 
 
 def _bounds(agg: dict[str, Any]) -> list[float]:
