@@ -20,9 +20,16 @@ from stac_pydantic.shared import BBox
 from starlette.requests import Request
 
 from proxima import opensearch
-from proxima.catalog.model import FACET_KEYS
 from proxima.stac import items
-from proxima.stac.query import ItemSearch, SortKey, StacQueryError, encode_token, to_body
+from proxima.stac.query import (
+    PROPERTIES,
+    TEMPORAL,
+    ItemSearch,
+    SortKey,
+    StacQueryError,
+    encode_token,
+    to_body,
+)
 
 _LEAN = {"excludes": ["attributes_text", "error_message"]}
 
@@ -281,32 +288,25 @@ def _bounds(agg: dict[str, Any]) -> list[float]:
     return [west, round(br["lat"], 6), east, round(tl["lat"], 6)]
 
 
+def _schema(field: str) -> dict[str, Any]:
+    """The JSON schema of a queryable from the catalog field it maps to."""
+    if field in TEMPORAL:
+        return {"type": "string", "format": "date-time"}
+    if field == "size":
+        return {"type": "integer"}
+    if field in ("variable_names", "standard_names"):
+        return {"type": "array", "items": {"type": "string"}}
+    return {"type": "string"}
+
+
 @attr.s
 class Queryables(BaseFiltersClient):
     """``GET /queryables``: the properties a CQL2 filter may name."""
 
     def get_queryables(self, collection_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """The queryable properties (the same for every collection)."""
-        text = {"type": "string"}
-        strings = {"type": "array", "items": {"type": "string"}}
-        stamp = {"type": "string", "format": "date-time"}
-        props: dict[str, Any] = {
-            "id": text,
-            "collection": text,
-            "geometry": {"$ref": "https://geojson.org/schema/Geometry.json"},
-            "datetime": stamp,
-            "start_datetime": stamp,
-            "end_datetime": stamp,
-            "proxima:region": text,
-            "proxima:dataset": text,
-            "proxima:variables": strings,
-            "proxima:standard_names": strings,
-            "proxima:format": {"type": "string", "enum": ["netcdf", "zarr"]},
-            "proxima:frequency": text,
-            "proxima:calendar": text,
-            "proxima:path": text,
-            "file:size": {"type": "integer"},
-            **{f"cmip6:{k}": text for k in FACET_KEYS},
+        props: dict[str, Any] = {name: _schema(field) for name, field in PROPERTIES.items()} | {
+            "geometry": {"$ref": "https://geojson.org/schema/Geometry.json"}
         }
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -314,5 +314,6 @@ class Queryables(BaseFiltersClient):
             "type": "object",
             "title": "Proxima catalog",
             "properties": props,
-            "additionalProperties": False,
+            # another extension's property may be named: it is null on every item
+            "additionalProperties": True,
         }
