@@ -18,7 +18,7 @@ from stac_fastapi.extensions import SortExtension, TokenPaginationExtension
 from stac_fastapi.extensions.filter import SearchFilterExtension
 from stac_fastapi.types.config import ApiSettings
 
-from proxima import opensearch
+from proxima import opensearch, paths
 from proxima.catalog.search import CatalogQuery, search
 from proxima.opensearch import CatalogConnection
 from proxima.stac import intake_esm
@@ -93,9 +93,9 @@ def _intake_routes(app: FastAPI, catalog: Any, alias: str, roots: dict[str, str]
         root = roots.get(doc["region"])
         if root is None:
             raise HTTPException(404, f"region {doc['region']} is not mounted here")
-        path = f"{root}/{doc['path']}"
         try:
+            path = str(paths.inside(root, doc["path"]))
             refs = references.get(path, int(doc["mtime_ns"]))
-        except OSError as exc:
-            raise HTTPException(409, f"{path} cannot be read: {exc}") from exc
+        except (OSError, paths.UnsafePath) as exc:
+            raise HTTPException(409, f"{doc['path']} cannot be read: {exc}") from exc
         return Response(json.dumps(refs), media_type="application/json")
