@@ -142,13 +142,68 @@ def _stac_latencies(url: str, client, alias: str, queries: list, runs: int) -> d
     return out
 
 
+def _queries_only(info: dict, settings, config, runs: int) -> None:
+    client = opensearch.connect(config.opensearch.endpoint)
+    alias = config.opensearch.alias
+    questions = [
+        CatalogQuery(
+            variable="air_temperature",
+            start=datetime(2020, 5, 10),
+            end=datetime(2020, 5, 12),
+            dataset="era5",
+        ),
+        CatalogQuery(variable="air_temperature", dataset="era5", region="us-west-2"),
+    ]
+    if not search(client, alias, questions[1]).assets:  # us-west-2's small ERA5 archive
+        common.ensure_era5(settings, config, regions=["us-west-2"])
+        from flows.catalog_refresh import catalog_refresh
+
+        catalog_refresh(regions=["us-west-2"])
+    assert all(search(client, alias, q).assets for q in questions)
+    total = client.count(index=alias)["count"]
+    lat = _stac_latencies(config.stac.url, client, alias, questions, runs)
+    direct, stac = lat["direct, same questions"], lat["STAC API, same questions"]
+
+    def pct(xs, p):
+        return statistics.quantiles(xs, n=100)[p - 1]
+
+    print(f"\ncatalog documents: {total}")
+    print("| query | p50 ms | p95 ms | runs |")
+    print("|---|---|---|---|")
+    for name, xs in lat.items():
+        print(f"| {name} | {statistics.median(xs):.1f} | {pct(xs, 95):.1f} | {len(xs)} |")
+    print(f"STAC p95 / direct p95 = {pct(stac, 95) / pct(direct, 95):.2f}")
+    common.save(
+        "catalog_scale",
+        {
+            "machine": info,
+            "queries_only": True,
+            "catalog_documents": total,
+            "query_p50_ms": statistics.median(direct),
+            "query_p95_ms": pct(direct, 95),
+            "direct_query_p95_ms": pct(direct, 95),
+            "stac_query_p50_ms": statistics.median(stac),
+            "stac_query_p95_ms": pct(stac, 95),
+            "latency_ms": lat,
+        },
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--assets", type=int, default=10000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--queries-only",
+        action="store_true",
+        help="only the query latencies (direct and STAC), on the catalog as a full run left it",
+    )
     args = parser.parse_args()
     info = print_machine()
     settings, config = common.up()
+    if args.queries_only:
+        _queries_only(info, settings, config, args.queries)
+        return
     region = config.region("us-east-1")
     ds = region.dataset("scale")
     s3.ensure_bucket(s3.client(region), ds.bucket, region.name)
