@@ -117,15 +117,22 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+def item_geometry(asset: dict[str, Any]) -> dict[str, Any]:
+    """An asset's GeoJSON geometry from its geo_shape extent (two polygons when it
+    crosses the antimeridian, else its box).
+    """
+    w, s, e, n = asset.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
+    extent = asset.get("extent") or {}
+    if extent.get("type") == "multipolygon":
+        return {"type": "MultiPolygon", "coordinates": extent["coordinates"]}
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
 def stac_item(asset: dict[str, Any]) -> pystac.Item:
     """A STAC item for one asset (bbox, time range, variables, facets)."""
     w, s, e, n = asset.get("bbox") or [-180.0, -90.0, 180.0, 90.0]
     t = asset.get("time") or {}
-    geometry = asset.get("extent") or {}
-    if geometry.get("type") == "envelope":
-        geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-    elif geometry.get("type") == "multipolygon":
-        geometry = {"type": "MultiPolygon", "coordinates": geometry["coordinates"]}
+    geometry = item_geometry(asset)
     props: dict[str, Any] = {
         "proxima:region": asset["region"],
         "proxima:dataset": asset["dataset"],

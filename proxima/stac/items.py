@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from proxima.catalog import export
 from proxima.catalog.model import FACET_KEYS
 
 STAC_VERSION = "1.1.0"
@@ -32,15 +33,6 @@ def _stamp(value: str | None) -> str | None:
     if not value:
         return None
     return value if value.endswith("Z") or "+" in value[10:] else f"{value}Z"
-
-
-def geometry(doc: dict[str, Any]) -> dict[str, Any]:
-    """The item's GeoJSON geometry from the document's geo_shape extent."""
-    w, s, e, n = doc.get("bbox") or WORLD
-    extent = doc.get("extent") or {}
-    if extent.get("type") == "multipolygon":
-        return {"type": "MultiPolygon", "coordinates": extent["coordinates"]}
-    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
 
 
 def _s3_scheme(doc: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +130,7 @@ def item(doc: dict[str, Any], root: str | None, base_url: str) -> dict[str, Any]
         "stac_extensions": EXTENSIONS,
         "id": doc["id"],
         "collection": collection,
-        "geometry": geometry(doc),
+        "geometry": export.item_geometry(doc),
         "bbox": list(doc.get("bbox") or WORLD),
         "properties": {k: v for k, v in props.items() if v is not None or k == "datetime"},
         "assets": assets,
