@@ -99,6 +99,11 @@ def _floor_copy(client, alias: str) -> float:
         client.indices.delete(index=scratch, ignore_unavailable=True)
 
 
+def pct(xs: list[float], p: int) -> float:
+    """The p-th percentile of ``xs``."""
+    return statistics.quantiles(xs, n=100)[p - 1]
+
+
 def _stac_body(query: CatalogQuery) -> dict:
     """The STAC search asking what ``query`` asks (variable, period, dataset, region)."""
     args = []
@@ -163,9 +168,6 @@ def _queries_only(info: dict, settings, config, runs: int) -> None:
     total = client.count(index=alias)["count"]
     lat = _stac_latencies(config.stac.url, client, alias, questions, runs)
     direct, stac = lat["direct, same questions"], lat["STAC API, same questions"]
-
-    def pct(xs, p):
-        return statistics.quantiles(xs, n=100)[p - 1]
 
     print(f"\ncatalog documents: {total}")
     print("| query | p50 ms | p95 ms | runs |")
@@ -285,9 +287,6 @@ def main() -> None:
     assert res.total >= args.assets
     stac = _stac_latencies(config.stac.url, client, alias, [queries[1], queries[3]], args.queries)
     latencies |= stac
-
-    def pct(xs, p):
-        return statistics.quantiles(xs, n=100)[p - 1]
 
     print(f"\ncatalog documents: {total}; scale assets: {n}")
     print("| operation | seconds | assets/s |")
