@@ -17,6 +17,7 @@ from typing import Any
 import cloudpickle
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.runtime import flow_run as prefect_flow_run
 
 from flows.admission import ensure_limits, region_slot
 from flows.progress import Say, reporter, run_watched
@@ -38,6 +39,8 @@ from proxima.analysis.request import AnalysisRequest
 from proxima.footprint import run as footprint_run
 from proxima.platform import Platform, Region
 from proxima.platform import load as load_platform
+from proxima.reuse import results as reused
+from proxima.reuse.store import PartialStore
 from proxima.settings import get_settings
 
 __all__ = ["RegionFailed", "analyze", "cross_region_analysis"]
@@ -61,9 +64,10 @@ def _worth_retrying(task: Any, run: Any, state: Any) -> bool:
     retry_delay_seconds=3,
     retry_condition_fn=_worth_retrying,
 )
-def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
-    """Compute the region's partial aggregates on its own cluster; return only those
-    (and only within the region's share of the transfer cap).
+def partial_aggregates(region: Region, spec: KernelSpec, reuse: bool = True) -> dict[str, Any]:
+    """Compute the region's partial aggregates on its own cluster, reusing the blocks its
+    partial store keeps (with ``reuse``; without, every block is computed and stored
+    afresh); return only those (and only within the region's share of the transfer cap).
     """
     import distributed
 
@@ -71,8 +75,10 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
     started, started_at = time.perf_counter(), time.time()
     usage = Usage()
     with region_cluster() as client:
+        store = PartialStore.of_region(region.root, region.partial_store_bytes)
+        store.read = reuse
         agg, bytes_read = compute_partial(
-            region.root, spec, client, reporter(region.name, "blocks"), usage
+            region.root, spec, client, reporter(region.name, "blocks"), usage, store=store
         )
         cores = sum(client.nthreads().values())
     returned = len(cloudpickle.dumps(agg))
@@ -87,23 +93,24 @@ def partial_aggregates(region: Region, spec: KernelSpec) -> dict[str, Any]:
         "started_at": started_at,
         "cpu_s": round(usage.cpu_s, 4),
         "tasks": usage.tasks,
+        "blocks": usage.blocks,
         "cores": min(cores, usage.tasks) or 1,
         "partial": agg,
     }
 
 
 @flow(name="analyze-region")
-async def analyze_region(region: Region, spec: KernelSpec) -> dict[str, Any]:
+async def analyze_region(region: Region, spec: KernelSpec, reuse: bool = True) -> dict[str, Any]:
     """One region's share of an analysis, on that region's Dask cluster."""
-    result: dict[str, Any] = await on_cluster(partial_aggregates, region, spec)
+    result: dict[str, Any] = await on_cluster(partial_aggregates, region, spec, reuse)
     return result
 
 
-async def _run_region(region: Region, share: RegionPlan, role: str) -> RegionOutcome:
+async def _run_region(region: Region, share: RegionPlan, role: str, reuse: bool) -> RegionOutcome:
     subflow = on_region(analyze_region, region, f"analyze-{region.name}")
     try:
         async with region_slot(region, share) as slot:
-            out = await subflow(region=region, spec=share.spec)
+            out = await subflow(region=region, spec=share.spec, reuse=reuse)
     except TransferCapExceeded:
         raise
     except Exception as exc:
@@ -111,13 +118,15 @@ async def _run_region(region: Region, share: RegionPlan, role: str) -> RegionOut
     return RegionOutcome(role=role, waited_s=slot["waited_s"], **out)
 
 
-async def _run_regions(plan: Plan, platform: Platform) -> tuple[list[RegionOutcome], list[str]]:
+async def _run_regions(
+    plan: Plan, platform: Platform, reuse: bool
+) -> tuple[list[RegionOutcome], list[str]]:
     """Every region's subflow at once, each in its region's slot; what answered, and why
     the others did not.
     """
     await ensure_limits(platform)
     jobs = [
-        _run_region(platform.region(r.region), r, s.role)
+        _run_region(platform.region(r.region), r, s.role, reuse)
         for s in plan.selections
         for r in s.regions
     ]
@@ -167,6 +176,36 @@ def _plan_markdown(request: AnalysisRequest, plan: Plan) -> str:
     )
 
 
+def _served_markdown(summary: dict[str, Any]) -> str:
+    return (
+        "## Cross-region analysis (served from a stored result)\n\n"
+        f"Served from run `{summary['served_from']['run']}`: the request and every asset it "
+        f"reads are unchanged. Nothing was read or moved.\n\nResult: `{summary['result_path']}`"
+    )
+
+
+def served_here(request: AnalysisRequest) -> dict[str, Any] | None:
+    """The stored answer to ``request`` if the catalog says its assets are unchanged,
+    found in this process without starting a flow run; None otherwise (and whenever
+    planning has anything to say: the flow run then says it).
+    """
+    if not request.reuse or request.dry_run:
+        return None
+    started = time.perf_counter()
+    platform = load_platform()
+    catalog = opensearch.connect_catalog(platform.catalog)
+    try:
+        plan = make_plan(
+            request, catalog, platform.catalog_alias, platform.client_region, platform.egress_prices
+        )
+    except PlanningError:
+        return None
+    served = reused.lookup(request, plan, Path(platform.results_dir))
+    if served:
+        served["seconds"] = round(time.perf_counter() - started, 3)
+    return served
+
+
 @flow(name="cross-region-analysis", log_prints=True)
 async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     """Answer ``request`` with one subflow per region, next to the data.
@@ -180,8 +219,14 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     plan = make_plan(
         request, catalog, platform.catalog_alias, platform.client_region, platform.egress_prices
     )
+    results_dir = Path(platform.results_dir)
     _check_regions(plan, platform)
     memory.check(plan, {r.name: r for r in platform.regions}, request.reduction)
+    if not request.dry_run and (served := reused.lookup(request, plan, results_dir)):
+        get_run_logger().info("served from run %s: assets unchanged", served["served_from"]["run"])
+        served["seconds"] = round(time.perf_counter() - started, 3)
+        await acreate_markdown_artifact(_served_markdown(served), key="analysis-summary")
+        return served
     name = output_name(request, plan)
     if not request.dry_run:
         results.check_output(
@@ -194,7 +239,7 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         await plan_note
         estimate = footprint_run.estimate(plan, request.reduction, platform)
         return plan.dry_run_summary() | {"footprint": estimate}
-    outcomes, failures = await _run_regions(plan, platform)
+    outcomes, failures = await _run_regions(plan, platform, request.reuse)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
     footprint, footprint_note = footprint_run.measure(plan, outcomes, request.reduction, platform)
     done.dataset.attrs["footprint"] = json.dumps(footprint)
@@ -210,6 +255,7 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         )
     summary = done.summary(plan, str(path), uri, time.perf_counter() - started)
     summary["footprint"] = footprint
+    reused.record(request, plan, summary, str(prefect_flow_run.id), results_dir)
     dashboards = {r.name: r.dashboard_url for r in platform.regions}
     note = f"{summary_markdown(summary, dashboards, png)}\n\n{footprint_note}"
     await asyncio.gather(plan_note, acreate_markdown_artifact(note, key="analysis-summary"))
@@ -218,8 +264,13 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
 
 def analyze(request: AnalysisRequest, say: Say | None = None) -> dict[str, Any]:
     """Run the analysis flow in this process and return its summary; with ``say``, tell
-    it each region's state and progress as the run goes.
+    it each region's state and progress as the run goes. A request whose stored answer
+    is still true is served without a flow run (its summary names the run it came from).
     """
+    if served := served_here(request):
+        if say:
+            say(f"served from run {served['served_from']['run']}: assets unchanged")
+        return served
     if say is None:
         summary: dict[str, Any] = asyncio.run(cross_region_analysis(request))
         return summary

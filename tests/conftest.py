@@ -152,3 +152,19 @@ def observe(request):
         FIGURES.write_text(json.dumps(data, indent=2, default=str))
 
     return record
+
+
+@pytest.fixture(autouse=True)
+def no_reuse_between_tests(config: StackConfig, settings: ProximaSettings) -> None:
+    """Each test computes what it asks for: the regions' partial stores and the stored
+    results that earlier tests left are cleared first (test_reuse makes its own)."""
+    import shutil
+
+    from proxima.platform import from_stack
+    from proxima.reuse.results import INDEX_DIR
+    from proxima.reuse.store import PartialStore
+
+    platform = from_stack(config, settings)
+    for region in platform.regions:
+        PartialStore.of_region(region.root).clear()
+    shutil.rmtree(Path(platform.results_dir) / INDEX_DIR, ignore_errors=True)

@@ -29,11 +29,11 @@ pytestmark = pytest.mark.reliability
 
 
 def _catalog_matches_files(os_client, config, settings, region: str) -> dict[str, int]:
-    """Assert the region's documents are exactly its files at their current (size, mtime)."""
+    """Assert the region's documents are exactly its files at their current stamps."""
     alias, root = config.opensearch.alias, str(settings.region_root(region))
     os_client.indices.refresh(index=alias)
     files = {
-        c.id: (c.size, c.mtime_ns)
+        c.id: c.stamp
         for c in refresh.scan_region(from_stack(config, settings).region(region), root)
     }
     docs = refresh.existing(os_client, alias, region)

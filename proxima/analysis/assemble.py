@@ -40,6 +40,9 @@ class RegionOutcome(BaseModel):
     started_at: float
     cpu_s: float = Field(default=0.0, description="CPU-seconds of the region's block tasks.")
     tasks: int = 0
+    blocks: dict[str, int] = Field(
+        default_factory=dict, description="Blocks reused from the store, computed, or corrupt."
+    )
     cores: int = Field(default=1, description="Worker threads the region's tasks could use.")
     waited_s: float = Field(default=0.0, description="Seconds waiting for the region's slot.")
     partial: xr.Dataset = Field(exclude=True)
@@ -57,6 +60,7 @@ class Assembled(BaseModel):
     bytes_crossed_regions: int
     missing_regions: list[str]
     coverage: str
+    blocks: dict[str, int] = Field(default_factory=dict)
 
     @property
     def long_name(self) -> str:
@@ -82,6 +86,7 @@ class Assembled(BaseModel):
             "egress_usd_est": plan.egress_usd,
             "missing_regions": self.missing_regions,
             "coverage": self.coverage,
+            "blocks": self.blocks,
             "seconds": round(seconds, 2),
         }
 
@@ -138,6 +143,10 @@ def assemble(
     regions = [o.model_dump() for o in ordered]
     bytes_read = sum(o.bytes_read for o in outcomes)
     crossed = sum(o.bytes_returned for o in outcomes if o.region != client_region)
+    blocks: dict[str, int] = {}
+    for o in outcomes:
+        for status, n in o.blocks.items():
+            blocks[status] = blocks.get(status, 0) + n
     ds = cf.to_dataset(answer, request, plan)
     ds.attrs.update(
         {
@@ -166,6 +175,7 @@ def assemble(
         bytes_crossed_regions=crossed,
         missing_regions=missing,
         coverage=described,
+        blocks=blocks,
     )
 
 
@@ -181,6 +191,9 @@ def summary_markdown(summary: dict[str, Any], dashboards: dict[str, str | None],
     )
     missing = summary["missing_regions"]
     note = f"\n\n**Partial result**: missing {missing}" if missing else ""
+    blocks = summary.get("blocks") or {}
+    if blocks:
+        note += "\n\nBlocks: " + ", ".join(f"{n} {how}" for how, n in sorted(blocks.items()))
     return (
         "## Cross-region analysis\n\n"
         f"`{summary['variable']}`: {summary['long_name']} (coverage: {summary['coverage']})\n\n"

@@ -20,10 +20,14 @@ from pydantic import BaseModel, Field
 
 from proxima import netcdf
 from proxima.analysis.partials import Accumulator, step_keys
+from proxima.catalog.extract import tree_stat
 from proxima.errors import ProximaError
 from proxima.paths import inside
 from proxima.zarr_chunks import check_chunks
 
+# Bump when block_partial's arithmetic or the partials' layout changes: stored partials
+# of another kernel version are never reused.
+KERNEL_VERSION = 1
 # Decoded bytes per task: enough to amortise a task, small enough to balance the workers.
 BLOCK_BYTES = 48 * 2**20
 SLAB_BYTES = 64 * 2**20  # decoded bytes per read inside a task
@@ -40,6 +44,9 @@ class AssetRef(BaseModel):
     time_chunk: int = Field(default=0, description="Time steps per on-disk chunk (0: unknown).")
     scale: float = Field(default=1.0, description="To the selection's units: x * scale + offset.")
     offset: float = 0.0
+    mtime_ns: int = Field(default=0, description="The catalog's stamp of the asset, with ctime_ns.")
+    ctime_ns: int = 0
+    etag: str | None = None
 
 
 class KernelSpec(BaseModel):
@@ -216,11 +223,54 @@ def block_partial(root: str, spec: KernelSpec, block: Block) -> tuple[xr.Dataset
         da.close()
 
 
+def _runs(idx: np.ndarray) -> list[list[int]]:
+    return [[r.start, r.stop] for r in column_runs(idx)]
+
+
+def block_identity(root: str, spec: KernelSpec, block: Block) -> dict | None:
+    """Everything a block's partial aggregates depend on, from the file's stamp and its
+    coordinates only (no data read); None when the block holds no selected step.
+
+    The box and the time range enter as the grid and step indices they select, so two
+    spellings of one box (0..360 or -180..180 longitudes) or two requests whose ranges
+    both cover the block whole share it; the stamp (size, newest mtime and ctime) is
+    read live, so a file rewritten in place, even with its mtime restored, is new.
+
+    Raises:
+        EmptySelection: The box contains no grid-cell centre of the asset's grid.
+    """
+    asset = spec.assets[block.asset]
+    stamp = tree_stat(inside(root, asset.path))
+    da = open_asset(root, asset, spec.variable)
+    try:
+        t_idx, y_idx, x_idx = window(da, spec)
+        t_idx = block_steps(da, block, time_chunk(da, asset), t_idx)
+        if not len(t_idx):
+            return None
+        return {
+            "kernel": KERNEL_VERSION,
+            "asset": asset.path,
+            "stamp": list(stamp),
+            "variable": spec.variable,
+            "reduction": spec.reduction,
+            "over": spec.over,
+            "group_by": spec.group_by,
+            "steps": _runs(t_idx),
+            "rows": _runs(y_idx),
+            "columns": _runs(x_idx),
+            "units": [asset.scale, asset.offset],
+        }
+    finally:
+        da.close()
+
+
 __all__ = [
+    "KERNEL_VERSION",
     "AssetRef",
     "Block",
     "EmptySelection",
     "KernelSpec",
+    "block_identity",
     "block_partial",
     "blocks",
     "open_asset",

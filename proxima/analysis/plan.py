@@ -284,6 +284,9 @@ def _region_plan(
                 time_chunk=(var.chunks or [0])[0],
                 scale=scale,
                 offset=offset,
+                mtime_ns=asset.mtime_ns,
+                ctime_ns=asset.ctime_ns,
+                etag=asset.etag,
             )
         )
     keys = _keys(items, sel, request.group_by) if request.group_by else 1

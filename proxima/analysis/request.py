@@ -143,6 +143,11 @@ class AnalysisRequest(BaseModel):
         default=False, description="Replace an existing result of the same output_name."
     )
     dry_run: bool = Field(default=False, description="Plan and estimate only; run nothing.")
+    reuse: bool = Field(
+        default=True,
+        description="Serve a stored result of the same request on unchanged assets, and "
+        "reuse stored per-block partials; false computes everything afresh.",
+    )
     max_transfer_bytes: int = Field(
         default=64 * 2**20, gt=0, description="Refuse plans moving more bytes across regions."
     )

@@ -214,18 +214,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def tree_stat(path: Path) -> tuple[int, int]:
-    """(total bytes, newest mtime in ns) of a file or a directory tree."""
+def tree_stat(path: Path) -> tuple[int, int, int]:
+    """(total bytes, newest mtime, newest ctime, in ns) of a file or a directory tree.
+
+    The ctime is what a rewrite in place that keeps the size and restores the mtime
+    (``cp -p``, ``rsync -t``) still changes: no user-space call can set it.
+    """
     if path.is_file():
         st = path.stat()
-        return st.st_size, st.st_mtime_ns
-    size, mtime = 0, path.stat().st_mtime_ns
+        return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    top = path.stat()
+    size, mtime, ctime = 0, top.st_mtime_ns, top.st_ctime_ns
     for root, _, files in os.walk(path):
         for name in files:
             st = os.stat(os.path.join(root, name))
             size += st.st_size
             mtime = max(mtime, st.st_mtime_ns)
-    return size, mtime
+            ctime = max(ctime, st.st_ctime_ns)
+    return size, mtime, ctime
 
 
 SCAN_ATTEMPTS = 3
@@ -301,7 +307,7 @@ def extract(
     for _ in range(SCAN_ATTEMPTS):
         # The document must describe the file at the (size, mtime) it records: a file
         # replaced while we read it is read again, so the next diff sees what we saw.
-        before = tree_stat(path) if path.exists() else (0, 0)
+        before = tree_stat(path) if path.exists() else (0, 0, 0)
         result = _describe(
             path,
             fmt,
@@ -314,10 +320,11 @@ def extract(
                 format=fmt,
                 size=before[0],
                 mtime_ns=before[1],
+                ctime_ns=before[2],
                 etag=etag,
             ),
         )
-        if (tree_stat(path) if path.exists() else (0, 0)) == before:
+        if (tree_stat(path) if path.exists() else (0, 0, 0)) == before:
             break
     else:
         result.variables, result.quarantined = [], True

@@ -71,6 +71,7 @@ class Asset(BaseModel):
     format: Literal["netcdf", "zarr", "unknown"]
     size: int
     mtime_ns: int
+    ctime_ns: int = Field(default=0, description="Newest inode change time (0: not known).")
     etag: str | None = None
     variables: list[Variable] = Field(default_factory=list)
     variable_names: list[str] = Field(default_factory=list)
@@ -108,6 +109,7 @@ MAPPING: dict[str, Any] = {
         "format": {"type": "keyword"},
         "size": {"type": "long"},
         "mtime_ns": {"type": "long"},
+        "ctime_ns": {"type": "long"},
         "etag": {"type": "keyword"},
         "variables": {
             "type": "nested",

@@ -34,7 +34,13 @@ class Candidate:
     bucket: str
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
     etag: str | None = None
+
+    @property
+    def stamp(self) -> tuple[int, int, int]:
+        """What says the asset changed: (size, mtime, ctime)."""
+        return self.size, self.mtime_ns, self.ctime_ns
 
 
 @dataclass
@@ -106,10 +112,10 @@ def _candidate(
 ) -> Candidate:
     rel = path.relative_to(root).as_posix()
     try:
-        size, mtime = tree_stat(path)
+        size, mtime, ctime = tree_stat(path)
     except OSError:  # a loop, a dangling link, gone: extraction names it and quarantines
-        size, mtime = 0, 0
-    return Candidate(asset_id(region, rel), rel, dataset, bucket, size, mtime, etag)
+        size, mtime, ctime = 0, 0, 0
+    return Candidate(asset_id(region, rel), rel, dataset, bucket, size, mtime, ctime, etag)
 
 
 SNAPSHOTS = ".proxima-refresh"  # under the region root: one file per catalog index
@@ -146,7 +152,7 @@ def _fingerprint_tree(directory: str, rel: str, digest: Any) -> None:
             continue
         try:  # links are followed, as the scan's stat does; a broken one counts as such
             st = entry.stat()
-            digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+            digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}".encode())
         except OSError as exc:
             digest.update(f"\0{path}\0error {exc.errno}".encode())
 
@@ -203,24 +209,24 @@ def remember_refresh(
     return None
 
 
-def existing(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
-    """Id → (size, mtime_ns) of the region's documents in ``index``."""
-    return _size_and_mtime(client, index, {"term": {"region": region}})
+Stamp = tuple[int, int, int]  # (size, mtime_ns, ctime_ns), as Candidate.stamp
 
 
-def _size_and_mtime(
-    client: OpenSearch, index: str, query: dict[str, Any]
-) -> dict[str, tuple[int, int]]:
+def existing(client: OpenSearch, index: str, region: str) -> dict[str, Stamp]:
+    """Id → (size, mtime_ns, ctime_ns) of the region's documents in ``index``."""
+    return _stamps(client, index, {"term": {"region": region}})
+
+
+def _stamps(client: OpenSearch, index: str, query: dict[str, Any]) -> dict[str, Stamp]:
+    fields = ("size", "mtime_ns", "ctime_ns")
     return {
-        hit["_id"]: (hit["_source"].get("size", -1), hit["_source"].get("mtime_ns", -1))
-        for hit in opensearch.scan(client, index, query, source=["size", "mtime_ns"])
+        hit["_id"]: tuple(hit["_source"].get(f, -1) for f in fields)
+        for hit in opensearch.scan(client, index, query, source=list(fields))
     }
 
 
-def diff(
-    candidates: list[Candidate], current: dict[str, tuple[int, int]], *, keep_ids: bool = False
-) -> Diff:
-    """Compare the file system with the catalog by (size, mtime); with ``keep_ids``, the
+def diff(candidates: list[Candidate], current: dict[str, Stamp], *, keep_ids: bool = False) -> Diff:
+    """Compare the file system with the catalog by (size, mtime, ctime); with ``keep_ids``, the
     unchanged assets' ids are listed too (else only counted).
     """
     result = Diff()
@@ -230,7 +236,7 @@ def diff(
         result.scanned_bytes += cand.size
         if cand.id not in current:
             result.new.append(cand)
-        elif current[cand.id] != (cand.size, cand.mtime_ns):
+        elif current[cand.id] != cand.stamp:
             result.changed.append(cand)
         else:
             result.unchanged += 1
@@ -240,8 +246,8 @@ def diff(
     return result
 
 
-def reusable(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int, int]]:
-    """Id → (size, mtime_ns) of the region's documents in ``index`` that a full rebuild
+def reusable(client: OpenSearch, index: str, region: str) -> dict[str, Stamp]:
+    """Id → (size, mtime_ns, ctime_ns) of the region's documents in ``index`` that a full rebuild
     may copy as they are: written by this catalog version (a newer extractor reads
     every header again) and not quarantined (a rebuild retries those).
     """
@@ -250,7 +256,7 @@ def reusable(client: OpenSearch, index: str, region: str) -> dict[str, tuple[int
         {"term": {"catalog_version": SCHEMA_VERSION}},
         {"term": {"quarantined": False}},
     ]
-    return _size_and_mtime(client, index, {"bool": {"filter": filters}})
+    return _stamps(client, index, {"bool": {"filter": filters}})
 
 
 def rebuild_diff(client: OpenSearch, region: Region, root: str, source: str, target: str) -> Diff:

@@ -42,6 +42,9 @@ class Region(BaseModel):
     worker_memory_bytes: int | None = Field(
         default=None, description="Each worker's memory limit (None: not known, not checked)."
     )
+    partial_store_bytes: int = Field(
+        default=4 * 2**30, gt=0, description="Size cap of the region's store of partials."
+    )
 
     @property
     def slots(self) -> int:
