@@ -55,6 +55,7 @@ REQUEST = {
     "group_by": "month",
     "output_name": "bench-overhead",
     "overwrite": True,
+    "reuse": False,  # every run computes: the figures are the compute path's
 }
 
 

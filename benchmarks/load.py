@@ -69,7 +69,8 @@ def requests() -> list[tuple[str, dict[str, Any]]]:
     pools = {"L": large * 2, "M": medium * 2, "S": small * 2, "R": refused}
     out = [pools[kind].pop(0) for kind in ORDER]
     assert not any(pools.values()), "ORDER names every request once"
-    return out
+    # each submission computes (a repeat served from the first's result is not load)
+    return [(kind, {**request, "reuse": False}) for kind, request in out]
 
 
 @dataclass

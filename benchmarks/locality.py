@@ -98,6 +98,7 @@ def request_for(months: int, name: str) -> dict[str, Any]:
         "group_by": "month",
         "output_name": name,
         "overwrite": True,
+        "reuse": False,  # each strategy computes: none is served the other's answer
         "allow_partial": True,  # the regions hold 2020-01..06 and 2021-01..06: a gap between
         "max_transfer_bytes": 2**30,
     }

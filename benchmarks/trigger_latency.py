@@ -42,6 +42,7 @@ REQUEST = {
     "over": "both",
     "output_name": "bench-trigger",
     "overwrite": True,
+    "reuse": False,  # every run computes: the figures are the compute path's
 }
 
 

@@ -32,6 +32,8 @@ catalog_app = typer.Typer(help="The catalog in OpenSearch: refresh, search, expo
 app.add_typer(catalog_app, name="catalog")
 testbed_app = typer.Typer(help="Regions in network namespaces behind shaped links (root).")
 app.add_typer(testbed_app, name="testbed")
+cache_app = typer.Typer(help="The stores of reused partials (per region) and results.")
+app.add_typer(cache_app, name="cache")
 
 
 def _testbed_settings() -> Any:
@@ -529,6 +531,78 @@ def runs(as_json: bool = typer.Option(False, "--json")) -> None:
     for r in queued:
         table.add_row("-", r.name, "waiting for a worker", "-", "-")
     console.print(table)
+
+
+def _reuse_stores(region: str | None) -> tuple[Any, list[tuple[str, Any]]]:
+    """The platform and the partial store of each region (or of ``region``) mounted here."""
+    from proxima.platform import load
+    from proxima.reuse.store import PartialStore
+
+    with _prefect_client_settings():
+        platform = load()
+    names = [region] if region else platform.region_names
+    stores = []
+    for name in names:
+        r = platform.region(name)
+        if not Path(r.root).is_dir():
+            raise ProximaError(f"region {name}'s file system {r.root} is not mounted here")
+        stores.append((name, PartialStore.of_region(r.root, r.partial_store_bytes)))
+    return platform, stores
+
+
+@cache_app.command("ls")
+@_user_errors
+def cache_ls(
+    region: str | None = typer.Option(None, help="Only this region."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Each region's stored partials (count, bytes, cap) and the stored results."""
+    from proxima.reuse.results import INDEX_DIR
+
+    platform, stores = _reuse_stores(region)
+    rows = []
+    for name, store in stores:
+        entries = store.entries()
+        rows.append(
+            {
+                "region": name,
+                "partials": len(entries),
+                "bytes": sum(e.bytes for e in entries),
+                "max_bytes": store.max_bytes,
+                "oldest_use": min((e.used_ns for e in entries), default=None),
+            }
+        )
+    results = len(list((Path(platform.results_dir) / INDEX_DIR).glob("*.json")))
+    if as_json:
+        print(json.dumps({"regions": rows, "results": results}, indent=2))
+        return
+    table = Table(title="Reuse stores")
+    for col in ("region", "partials", "bytes", "cap"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["region"], str(row["partials"]), f"{row['bytes']:,}", f"{row['max_bytes']:,}"
+        )
+    console.print(table)
+    console.print(f"stored results (served again on unchanged assets): {results}")
+
+
+@cache_app.command("clear")
+@_user_errors
+def cache_clear(region: str | None = typer.Option(None, help="Only this region.")) -> None:
+    """Delete the stored partials (of every region, or of one) and, for all regions,
+    the stored results' index: the next requests compute everything again.
+    """
+    import shutil
+
+    from proxima.reuse.results import INDEX_DIR
+
+    platform, stores = _reuse_stores(region)
+    for name, store in stores:
+        console.print(f"{name}: {store.clear()} partials deleted")
+    if region is None:
+        shutil.rmtree(Path(platform.results_dir) / INDEX_DIR, ignore_errors=True)
+        console.print("stored results forgotten (the result files stay)")
 
 
 @testbed_app.command("up")

@@ -122,14 +122,18 @@ def deployed(catalog, stack, settings):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "deployed cross-region-analysis/cross-region-analysis" in out.stdout
-    # The suite triggers its own refreshes: an hourly run landing mid-test would race
-    # the counts some tests assert. The schedule stays defined (tested), only paused.
+    # The suite triggers its own refreshes and analyses: a scheduled run landing mid-test
+    # would race what some tests assert. The schedules stay defined (tested), only paused.
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        refresh = client.read_deployment_by_name("catalog-refresh/catalog-refresh")
-        for schedule in refresh.schedules:
-            client.update_deployment_schedule(refresh.id, schedule.id, active=False)
+        for name in (
+            "catalog-refresh/catalog-refresh",
+            "scheduled-analysis/era5-t2m-monthly-climatology",
+        ):
+            scheduled = client.read_deployment_by_name(name)
+            for schedule in scheduled.schedules:
+                client.update_deployment_schedule(scheduled.id, schedule.id, active=False)
     return stack
 
 

@@ -8,6 +8,7 @@ CMIP6 version) put it back as it was and refresh the catalog before they end.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import uuid
@@ -21,11 +22,13 @@ import zarr
 
 from flows.catalog_refresh import catalog_refresh
 from flows.cross_region_analysis import analyze, cross_region_analysis
+from flows.scheduled_analysis import scheduled_analysis
 from proxima import call_log, s3
 from proxima.analysis.cf import data_variable
 from proxima.analysis.request import AnalysisRequest
 from proxima.platform import from_stack
 from proxima.reuse.store import PartialStore
+from tests.cli import proxima
 
 JAN_TO_MAR = {
     "variable": "air_temperature",
@@ -36,6 +39,11 @@ JAN_TO_MAR = {
 }
 MONTHLY_MEAN = {"selection": JAN_TO_MAR, "reduction": "mean", "over": "time", "group_by": "month"}
 T2M = "era5-pds/2020/{month}/data/air_temperature_at_2_metres.nc"
+
+
+def _between(start: str, end: str) -> dict:
+    """The monthly mean of JAN_TO_MAR's selection over other days."""
+    return {**MONTHLY_MEAN, "selection": {**JAN_TO_MAR, "start": start, "end": end}}
 
 
 def _named(tag: str) -> str:
@@ -296,3 +304,59 @@ def test_two_concurrent_requests_sharing_blocks_leave_one_whole_partial_each(
         _equal(data_variable(ra), data_variable(rb))
     again, _ = _run({**MONTHLY_MEAN, "output_name": _named("after")})
     assert again["blocks"] == {"reused": blocks}
+
+
+def test_the_cache_command_lists_and_clears_each_region(catalog, stack, settings):
+    first, _ = _run(MONTHLY_MEAN)
+    listed = proxima(stack, settings, "cache", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["region"]: r for r in json.loads(listed.stdout)["regions"]}
+    for name in ("us-east-1", "us-west-2"):
+        assert rows[name]["partials"] == _region(first, name)["blocks"]["computed"]
+        assert rows[name]["bytes"] > 0
+    assert json.loads(listed.stdout)["results"] == 1
+    cleared = proxima(stack, settings, "cache", "clear", "--region", "us-west-2")
+    assert cleared.returncode == 0, cleared.stderr
+    stores = _stores(stack, settings)
+    assert stores["us-west-2"].entries() == [] and stores["us-east-1"].entries()
+    again, _ = _run({**MONTHLY_MEAN, "output_name": _named("after-clear")})
+    assert _region(again, "us-west-2")["blocks"] == {"computed": rows["us-west-2"]["partials"]}
+    assert _region(again, "us-east-1")["blocks"] == {"reused": rows["us-east-1"]["partials"]}
+    unknown = proxima(stack, settings, "cache", "ls", "--region", "eu-north-9")
+    assert unknown.returncode != 0 and "unknown region 'eu-north-9'" in unknown.stderr
+
+
+def test_a_scheduled_analysis_reads_only_the_month_a_refresh_brought(catalog, stack, settings):
+    name = _named("climatology")
+    request = AnalysisRequest.model_validate(
+        {**MONTHLY_MEAN, "selection": {**JAN_TO_MAR, "end": "2020-01-31"}}
+    )
+    region = from_stack(stack, settings).region("us-west-2")
+    key = "2020/04/data/air_temperature_at_2_metres.nc"
+    with call_log.local_stand_in():
+        client = s3.client(region)
+        body = client.get_object(Bucket="era5-pds", Key=key)["Body"].read()
+        client.delete_object(Bucket="era5-pds", Key=key)
+    try:
+        catalog_refresh()
+        before = asyncio.run(scheduled_analysis(name=name, request=request))
+        with xr.open_dataset(before["result_path"]) as ds:
+            assert list(ds["month"].values) == [1, 2, 3]  # up to the newest data, not to Jan
+    finally:
+        with call_log.local_stand_in():
+            client.put_object(Bucket="era5-pds", Key=key, Body=body)
+        catalog_refresh()
+    after = asyncio.run(scheduled_analysis(name=name, request=request))
+    assert after["result_path"] == before["result_path"] and "served_from" not in after
+    april = {
+        **MONTHLY_MEAN,
+        "selection": {**JAN_TO_MAR, "start": "2020-04-01", "end": "2020-04-30"},
+    }
+    assert after["bytes_read"] == _fresh(april)[0]["bytes_read"] > 0
+    with xr.open_dataset(after["result_path"]) as ds:
+        answer = data_variable(ds).load()
+    assert list(answer["month"].values) == [1, 2, 3, 4]
+    _, expected = _fresh(_between("2020-01-01", "2020-04-30"))
+    _equal(answer, expected)
+    unchanged = asyncio.run(scheduled_analysis(name=name, request=request))
+    assert unchanged["served_from"]["run"] and unchanged["bytes_read"] == 0

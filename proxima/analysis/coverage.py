@@ -99,7 +99,7 @@ def deduplicate(role: str, variable: str, assets: list[Asset]) -> tuple[list[Ass
     return sorted(kept, key=place), sorted(dropped)
 
 
-def _days(asset: Asset) -> tuple[date, date] | None:
+def asset_days(asset: Asset) -> tuple[date, date] | None:
     """The days an asset's time steps stand for: whole months for monthly data."""
     if asset.time is None:
         return None
@@ -130,7 +130,7 @@ def coverage(assets: list[Asset], start: date, end: date) -> Coverage:
     """Which requested days the assets cover, per region and in total."""
     by_region: dict[str, list[tuple[date, date]]] = defaultdict(list)
     for asset in assets:
-        days = _days(asset)
+        days = asset_days(asset)
         if days:
             by_region[asset.region].append(days)
     return _measured(start, end, {r: _clip(_union(rs), start, end) for r, rs in by_region.items()})
