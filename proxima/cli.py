@@ -467,6 +467,8 @@ def analyze(
             f"for a slot, computed {r['seconds']} s"
         )
     console.print(f"crossed regions: {out['bytes_crossed_regions']:,} B")
+    if served := out.get("served_from"):
+        console.print(f"served from run {served['run']}: {served['because']}, nothing read")
     for line in footprint_report.lines(out["footprint"]):
         console.print(line)
     console.print(f"result: {out['result_path']}")

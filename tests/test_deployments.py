@@ -44,6 +44,11 @@ def test_deployments_schedules_and_form(deployed):
     assert refresh.concurrency_options.collision_strategy == "CANCEL_NEW"
     rebuild = asyncio.run(_deployment("catalog-refresh/catalog-full-rebuild"))
     assert rebuild.parameters == {"full_rebuild": True} and not rebuild.schedules
+    climatology = asyncio.run(_deployment("scheduled-analysis/era5-t2m-monthly-climatology"))
+    assert [s.schedule.cron for s in climatology.schedules] == ["30 6 * * *"]
+    assert climatology.parameters["name"] == "era5-t2m-monthly-climatology"
+    assert climatology.parameters["request"]["group_by"] == "month"
+    assert climatology.enforce_parameter_schema
     analysis = asyncio.run(_deployment("cross-region-analysis/cross-region-analysis"))
     assert analysis.enforce_parameter_schema
     schema = json.dumps(analysis.parameter_openapi_schema)
@@ -56,6 +61,7 @@ def test_deployments_schedules_and_form(deployed):
         "bbox",
         "max_transfer_bytes",
         "allow_partial",
+        "reuse",
     ):
         assert f'"{field}"' in schema
 

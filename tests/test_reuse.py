@@ -99,7 +99,9 @@ def restore(settings):
         catalog_refresh()
 
 
-def test_the_same_request_is_served_from_its_result_reading_nothing(catalog, stack, settings):
+def test_the_same_request_is_served_from_its_result_reading_nothing(
+    catalog, stack, settings, tmp_path
+):
     first, answer = _run(MONTHLY_MEAN)
     assert "served_from" not in first and first["bytes_read"] > 0
     # the same question, spelled otherwise: keys in another order, the box in 0..360
@@ -113,7 +115,14 @@ def test_the_same_request_is_served_from_its_result_reading_nothing(catalog, sta
     assert served["served_from"]["run"] and served["served_from"]["because"] == "assets unchanged"
     assert served["bytes_read"] == 0 and served["bytes_crossed_regions"] == 0
     assert served["result_path"] == first["result_path"]
+    assert served["footprint"] == {"served_from": served["served_from"]["run"]}
     _equal(same, answer)
+    asked = tmp_path / "request.json"
+    asked.write_text(json.dumps(again))
+    cli = proxima(stack, settings, "analyze", str(asked))
+    assert cli.returncode == 0, cli.stderr
+    assert f"served from run {served['served_from']['run']}" in cli.stdout
+    assert "footprint: none" in cli.stdout
     # reuse off: every block read again, none taken from the store
     forced, recomputed = _fresh(MONTHLY_MEAN)
     assert "served_from" not in forced and forced["bytes_read"] == first["bytes_read"]

@@ -86,6 +86,7 @@ def _map_blocks(
     usage: Usage,
     block_bytes: int,
     key: str,
+    workers: list[str] | None = None,
 ) -> Iterator[tuple[int, int, Any]]:
     """Yield (done, total, result) for every block as it finishes, metering each."""
     todo = blocks(spec, block_bytes)
@@ -107,6 +108,7 @@ def _map_blocks(
             key=key,
             pure=False,
             priority=-n,
+            workers=workers,
         )
         done = (f.result() for f in as_completed(futures, loop=client.loop))
     for count, (out, cpu_s) in enumerate(done, start=1):
@@ -123,6 +125,7 @@ def compute_partial(
     usage: Usage | None = None,
     block_bytes: int = BLOCK_BYTES,
     store: PartialCache | None = None,
+    workers: list[str] | None = None,
 ) -> tuple[xr.Dataset, int]:
     """A region's partial aggregates: one task per block on ``client`` (or here, in turn);
     for a subset (reduction none), the region's piece of the data (see ``subset``).
@@ -135,6 +138,7 @@ def compute_partial(
         usage: Filled with the CPU-seconds and tasks the blocks took.
         block_bytes: About how many decoded bytes one task reads.
         store: The region's partial store (partial aggregates only; a subset is read).
+        workers: Only these workers of the cluster (None: any), e.g. to measure scaling.
 
     Returns:
         (the small merged partial aggregates, decoded bytes of selected data read).
@@ -153,7 +157,8 @@ def compute_partial(
     # keys named after the block function (block_partial-…), as the dashboard and the
     # fault-injection tests know them, not after the meter or the store around it
     key = block_subset.__name__ if subset else block_partial.__name__
-    for done, todo, out in _map_blocks(fn, root, spec, client, usage, block_bytes, key):
+    mapped = _map_blocks(fn, root, spec, client, usage, block_bytes, key, workers)
+    for done, todo, out in mapped:
         part, nbytes, *how = out  # the store adds how the block was got
         status = how[0] if how else "computed"
         if part is not None:

@@ -79,6 +79,8 @@ def lines(summary: dict) -> list[str]:
     """The footprint of a summary (``Footprint.summary()`` or its error) as text lines."""
     if "error" in summary:
         return [f"footprint not stated: {summary['error']}"]
+    if "served_from" in summary:
+        return [f"footprint: none (served from run {summary['served_from']}: nothing computed)"]
     kind = "estimate" if summary["estimate"] else "measured"
     out = [f"footprint ({kind}):"]
     for r in summary["regions"]:

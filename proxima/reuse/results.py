@@ -58,18 +58,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _entry(results_dir: Path, key: str) -> Path:
-    return results_dir / INDEX_DIR / f"{key}.json"
+def _entry(results_dir: Path, key: str, name: str | None) -> Path:
+    """Where the answer to ``key`` is kept: under its output name when the request gave
+    one (a named result is served only as itself), else the latest of any name.
+    """
+    return results_dir / INDEX_DIR / (f"{key}-{name}.json" if name else f"{key}.json")
 
 
 def lookup(request: AnalysisRequest, plan: Plan, results_dir: Path) -> dict[str, Any] | None:
     """The summary of the stored answer to ``request`` on ``plan``, marked as served from
-    its run; None when there is none, reuse is off, the request names another output,
-    or the stored result is gone or changed (its entry is then dropped).
+    its run; None when there is none (under the request's output name, if it names one),
+    reuse is off, or the stored result is gone or changed (its entry is then dropped).
     """
     if not request.reuse:
         return None
-    entry = _entry(results_dir, request_key(request, plan))
+    entry = _entry(results_dir, request_key(request, plan), request.output_name)
     try:
         stored = json.loads(entry.read_text())
     except (FileNotFoundError, ValueError):
@@ -93,6 +96,7 @@ def lookup(request: AnalysisRequest, plan: Plan, results_dir: Path) -> dict[str,
         bytes_crossed_regions=0,
         blocks={},
         regions=[],
+        footprint={"served_from": stored["run"]},  # this request computed and moved nothing
     )
     return summary
 
@@ -101,19 +105,22 @@ def record(
     request: AnalysisRequest, plan: Plan, summary: dict[str, Any], run: str, results_dir: Path
 ) -> None:
     """Keep ``summary`` (a complete answer written at its ``result_path``) for the next
-    identical request. A partial answer (a region missing) is never kept.
+    identical request, unnamed or of the same output name. A partial answer (a region
+    missing) is never kept.
     """
     if summary.get("missing_regions"):
         return
-    entry = _entry(results_dir, request_key(request, plan))
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    key = request_key(request, plan)
     body = {
         "run": run,
         "result_path": summary["result_path"],
         "result_sha256": _sha256(Path(summary["result_path"])),
         "summary": summary,
     }
-    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as out:
-        json.dump(body, out, default=str)
-    os.replace(tmp, entry)
+    names = {None, request.output_name}
+    for entry in (_entry(results_dir, key, name) for name in names):
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as out:
+            json.dump(body, out, default=str)
+        os.replace(tmp, entry)
