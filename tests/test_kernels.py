@@ -239,3 +239,22 @@ def test_the_graph_is_shaped_by_the_data_one_task_per_block(tmp_path):
     assert len(stream.data) == expected
     assert {t["key"].split("-")[0] for t in stream.data} == {"block_partial"}
     assert agg["sum"].sizes["month"] == 3 and agg["count"].dims == ("month",)
+
+
+@pytest.mark.parametrize("reduction", [r for r in REDUCTIONS if r != "std"])
+@pytest.mark.parametrize("over", ["time", "space", "both"])
+@pytest.mark.parametrize("group_by", [None, "month", "season"])
+def test_the_in_place_combine_gives_what_the_aligned_merge_gives(
+    reduction, over, group_by, monkeypatch
+):
+    """Pieces with different keys (a month in one piece only), missing values, the same
+    pieces twice: the fast path's result is identical (values, dtypes, coordinates)."""
+    import proxima.analysis.partials as partials_module
+
+    da = _cube()
+    pieces = [da.isel(time=slice(a, b)) for a, b in [(0, 5), (5, 11), (11, 24), (3, 9)]]
+    parts = [from_array(p, reduction, over, group_by) for p in pieces]
+    fast = partials_module._combine_in_place(parts)
+    assert fast is not None
+    monkeypatch.setattr(partials_module, "_combine_in_place", lambda _: None)
+    xr.testing.assert_identical(fast, combine(parts))

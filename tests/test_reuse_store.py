@@ -8,9 +8,9 @@ import os
 
 import xarray as xr
 
-from proxima.analysis.kernels import KernelSpec, block_identity, blocks
+from proxima.analysis.kernels import KernelSpec, block_identities, blocks
 from proxima.analysis.partials import finalize
-from proxima.analysis.regional import compute_partial
+from proxima.analysis.regional import compute_partial, storing_block_partial
 from proxima.reuse.store import MAGIC, PartialStore
 from tests.test_kernels import _era5_assets
 
@@ -79,6 +79,11 @@ def test_reading_through_the_store_equals_reading_the_files(tmp_path):
         xr.testing.assert_allclose(finalize(agg, "mean"), finalize(plain, "mean"), rtol=1e-12)
 
 
+def block_identity(root, spec, block):
+    (identity,) = block_identities(root, spec, [block])
+    return identity
+
+
 def test_what_changes_a_partial_changes_its_identity(tmp_path):
     assets = _era5_assets(tmp_path)
     spec = _spec(assets)
@@ -105,3 +110,19 @@ def test_what_changes_a_partial_changes_its_identity(tmp_path):
     path.write_bytes(path.read_bytes())
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert block_identity(str(tmp_path), spec, block) != base
+
+
+def test_a_block_whose_file_changed_while_it_was_read_is_not_kept(tmp_path):
+    assets = _era5_assets(tmp_path)
+    spec = _spec(assets)
+    block = blocks(spec)[0]
+    identity = block_identity(str(tmp_path), spec, block)
+    store = PartialStore(directory=str(tmp_path / ".proxima"))
+    path = tmp_path / assets[0].path
+    path.write_bytes(path.read_bytes())  # rewritten after it was identified
+    part, nbytes = storing_block_partial(store, identity, str(tmp_path), spec, block)
+    assert part is not None and nbytes > 0
+    assert store.entries() == []
+    fresh = block_identity(str(tmp_path), spec, block)
+    storing_block_partial(store, fresh, str(tmp_path), spec, block)
+    assert len(store.entries()) == 1

@@ -288,6 +288,9 @@ def combine(partials: Sequence[xr.Dataset]) -> xr.Dataset:
         raise ValueError("nothing to combine")
     if len(partials) == 1:
         return partials[0]
+    fast = _combine_in_place(partials)
+    if fast is not None:
+        return fast
     aligned = xr.align(*partials, join="outer")
     out = aligned[0]
     for other in aligned[1:]:
@@ -295,6 +298,69 @@ def combine(partials: Sequence[xr.Dataset]) -> xr.Dataset:
     if "count" in out and np.isfinite(out["count"]).all():
         out["count"] = out["count"].astype("i8")  # NaN fills of the alignment made it float
     return _compress_counts(out, [str(n) for n in out.data_vars])
+
+
+def _key_dim(ds: xr.Dataset) -> str | None:
+    dims = {str(d) for v in ds.data_vars.values() for d in v.dims} - {"lat", "lon"}
+    return dims.pop() if len(dims) == 1 else None
+
+
+def _combine_in_place(partials: Sequence[xr.Dataset]) -> xr.Dataset | None:
+    """``combine`` without xarray's alignment, for the common case: sums, counts and
+    extremes (no M2) of pieces on one grid, each field with the same dimensions in every
+    piece. Every piece is added into arrays over the union of the keys, in the order
+    given: the same additions as merging one by one, so the same numbers. None when the
+    pieces are not of that shape (the general path then merges them).
+    """
+    first = partials[0]
+    names = [str(n) for n in first.data_vars]
+    if "m2" in names or any([str(n) for n in p.data_vars] != names for p in partials):
+        return None
+    dims = {n: first[n].dims for n in names}
+    if any(p[n].dims != dims[n] for p in partials for n in names):
+        return None
+    for axis in ("lat", "lon"):
+        if axis in first.coords and not all(
+            axis in p.coords and np.array_equal(p[axis].values, first[axis].values)
+            for p in partials
+        ):
+            return None
+    kdim = _key_dim(first)
+    if kdim is None and any(d not in ("lat", "lon") for n in names for d in dims[n]):
+        return None
+    keys = None
+    if kdim is not None:
+        if any(kdim not in p.indexes for p in partials):
+            return None
+        keys = first.indexes[kdim]
+        for p in partials[1:]:
+            keys = keys.union(p.indexes[kdim])
+    out: dict[str, Any] = {}
+    for name in names:
+        shape = tuple(
+            len(keys) if d == kdim and keys is not None else first.sizes[d] for d in dims[name]
+        )
+        extreme = name in ("min", "max")
+        acc = np.full(shape, np.nan) if extreme else np.zeros(shape, dtype="f8")
+        for p in partials:
+            values = p[name].values
+            where: Any = (
+                keys.get_indexer(p.indexes[kdim])
+                if keys is not None and kdim in dims[name]
+                else Ellipsis
+            )
+            if extreme:
+                acc[where] = (np.fmin if name == "min" else np.fmax)(acc[where], values)
+            else:
+                acc[where] += np.where(np.isnan(values), 0.0, values)
+        out[name] = (dims[name], acc)
+    coords = {a: first[a].values for a in ("lat", "lon") if a in first.coords}
+    if keys is not None and kdim is not None:
+        coords[kdim] = keys.values
+    merged = xr.Dataset(out, coords=coords)
+    if "count" in merged and np.isfinite(merged["count"]).all():
+        merged["count"] = merged["count"].astype("i8")
+    return _compress_counts(merged, names)
 
 
 def _filled(ds: xr.Dataset, name: str) -> xr.DataArray:

@@ -5,9 +5,11 @@ results merged into the region's partial aggregates or its piece of a subset.
 Every block task reports the CPU-seconds of its own thread (``time.thread_time``), so
 a run's compute is its own even when other runs share the workers at the same time.
 
-With a partial store, a block task first looks up its block's partial by what
-determines it (``kernels.block_identity``) and reads the data only when none is kept;
-partials are exact and combine in any order, so a reused block is the block computed.
+With a partial store, the region first identifies every block by what determines its
+partial (``kernels.block_identities``: one header open per file, here, no data read),
+takes the partials the store keeps, and maps only the other blocks to the cluster,
+each of which stores what it computed. Partials are exact and combine in any order, so
+a reused block is the block computed.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from proxima.analysis.kernels import (
     Block,
     EmptySelection,
     KernelSpec,
-    block_identity,
+    block_identities,
     block_partial,
     blocks,
+    unchanged_since,
 )
 from proxima.analysis.partials import combine
 from proxima.analysis.subset import block_subset, finish, merge_blocks
 
 Progress = Callable[[int, int, int], None]
+MERGE_BATCH = 16  # block partials held before they are added into the merged ones
 
 
 class PartialCache(Protocol):
@@ -56,20 +60,38 @@ class Usage:
     blocks: dict[str, int] = field(default_factory=dict)
 
 
-def reusing_block_partial(
-    store: PartialCache, root: str, spec: KernelSpec, block: Block
-) -> tuple[xr.Dataset | None, int, str]:
-    """``block_partial`` through the store: (partial or None, bytes read, status)."""
-    identity = block_identity(root, spec, block)
-    if identity is None:
-        return None, 0, "empty"
-    kept, status = store.get(identity)
-    if kept is not None:
-        return kept, 0, status
+def storing_block_partial(
+    store: PartialCache, identity: dict[str, Any], root: str, spec: KernelSpec, block: Block
+) -> tuple[xr.Dataset | None, int]:
+    """``block_partial``, kept in the store under ``identity`` when the file still has
+    the stamp it was identified at (a file rewritten meanwhile is not kept as it was).
+    """
     part, nbytes = block_partial(root, spec, block)
-    if part is not None:
+    if part is not None and unchanged_since(root, identity):
         store.put(identity, part)
-    return part, nbytes, status
+    return part, nbytes
+
+
+def _reused(
+    store: PartialCache, root: str, spec: KernelSpec, todo: list[Block], usage: Usage
+) -> tuple[list[xr.Dataset], list[Block], list[Callable[..., Any]]]:
+    """(the partials the store keeps, the blocks still to compute, and for each the
+    function that computes and stores it); the statuses counted in ``usage``.
+    """
+    kept: list[xr.Dataset] = []
+    left: list[Block] = []
+    fns: list[Callable[..., Any]] = []
+    for block, identity in zip(todo, block_identities(root, spec, todo), strict=True):
+        if identity is None:  # no selected step in it
+            continue
+        value, status = store.get(identity)
+        usage.blocks[status] = usage.blocks.get(status, 0) + 1
+        if value is not None:
+            kept.append(value)
+        else:
+            left.append(block)
+            fns.append(partial(storing_block_partial, store, identity))
+    return kept, left, fns
 
 
 def _metered(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -79,19 +101,24 @@ def _metered(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 
 
 def _map_blocks(
-    fn: Callable[[str, KernelSpec, Block], Any],
+    fns: list[Callable[[str, KernelSpec, Block], Any]],
     root: str,
     spec: KernelSpec,
+    todo: list[Block],
     client: Any,
     usage: Usage,
-    block_bytes: int,
     key: str,
     workers: list[str] | None = None,
-) -> Iterator[tuple[int, int, Any]]:
-    """Yield (done, total, result) for every block as it finishes, metering each."""
-    todo = blocks(spec, block_bytes)
+) -> Iterator[tuple[Any, float]]:
+    """Yield (result, CPU-seconds) for every block as it finishes (``fns[i]`` computes
+    ``todo[i]``), metering each.
+    """
+    if not todo:
+        return
     if client is None:
-        done: Iterator[tuple[Any, float]] = (_metered(fn, root, spec, b) for b in todo)
+        done: Iterator[tuple[Any, float]] = (
+            _metered(fn, root, spec, b) for fn, b in zip(fns, todo, strict=True)
+        )
     else:
         from distributed import as_completed
 
@@ -101,7 +128,7 @@ def _map_blocks(
         # decade's blocks already waiting.
         futures = client.map(
             _metered,
-            [fn] * n,
+            fns,
             [root] * n,
             [spec] * n,
             todo,
@@ -111,10 +138,16 @@ def _map_blocks(
             workers=workers,
         )
         done = (f.result() for f in as_completed(futures, loop=client.loop))
-    for count, (out, cpu_s) in enumerate(done, start=1):
+    for out, cpu_s in done:
         usage.cpu_s += cpu_s
         usage.tasks += 1
-        yield count, len(todo), out
+        yield out, cpu_s
+
+
+def _fold(merged: xr.Dataset | None, batch: list[xr.Dataset]) -> xr.Dataset | None:
+    """``merged`` with ``batch`` added (None while there is nothing)."""
+    parts = ([merged] if merged is not None else []) + batch
+    return combine(parts) if parts else None
 
 
 def compute_partial(
@@ -148,35 +181,45 @@ def compute_partial(
     """
     usage = usage if usage is not None else Usage()
     subset = spec.reduction == "none"
-    fn: Callable[..., Any] = block_subset if subset else block_partial
+    todo = blocks(spec, block_bytes)
+    fn = block_subset if subset else block_partial
+    fns: list[Callable[..., Any]] = [fn] * len(todo)
+    kept: list[xr.Dataset] = []
     if store is not None and not subset:
-        fn = partial(reusing_block_partial, store)
+        kept, todo, fns = _reused(store, root, spec, todo, usage)
+    elif not subset:
+        usage.blocks["computed"] = len(todo)
+    # partials merged in batches as they come: one call adds a batch into the merged
+    # arrays (far cheaper than a merge per block), and at most a batch waits in memory
+    merged: xr.Dataset | None = _fold(None, kept)
+    pending: list[xr.Dataset] = []
     pieces: list[xr.Dataset] = []
-    merged: xr.Dataset | None = None
-    total = 0
+    total, done, count = 0, len(kept), len(kept) + len(todo)
+    if progress and kept:
+        progress(done, count, total)
     # keys named after the block function (block_partial-…), as the dashboard and the
     # fault-injection tests know them, not after the meter or the store around it
-    key = block_subset.__name__ if subset else block_partial.__name__
-    mapped = _map_blocks(fn, root, spec, client, usage, block_bytes, key, workers)
-    for done, todo, out in mapped:
-        part, nbytes, *how = out  # the store adds how the block was got
-        status = how[0] if how else "computed"
-        if part is not None:
-            usage.blocks[status] = usage.blocks.get(status, 0) + 1
+    for (part, nbytes), _ in _map_blocks(
+        fns, root, spec, todo, client, usage, fn.__name__, workers
+    ):
         total += nbytes
+        done += 1
         if progress:
-            progress(done, todo, total)
+            progress(done, count, total)
         if part is None:
             continue
         if subset:
             pieces.append(part)
-        else:
-            merged = part if merged is None else combine([merged, part])
+            continue
+        pending.append(part)
+        if len(pending) >= MERGE_BATCH:
+            merged, pending = _fold(merged, pending), []
     if subset and pieces:
         return finish(merge_blocks(pieces)), total
+    merged = _fold(merged, pending)
     if merged is None:
         raise EmptySelection("no time step of the region's assets falls in the range")
     return merged, total
 
 
-__all__ = ["PartialCache", "Usage", "compute_partial", "reusing_block_partial"]
+__all__ = ["PartialCache", "Usage", "compute_partial", "storing_block_partial"]

@@ -16,10 +16,13 @@ def chart_png(footprint: Footprint) -> bytes:
     """Four small bar pairs: this run (compute + transfer) and the pull."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     run, pull = footprint.run, footprint.pull
     fig = Figure(figsize=(8, 2.2), dpi=80)
     FigureCanvasAgg(fig)
+    # fixed margins and few ticks: tight_layout drew the figure twice (177 -> 89 ms here)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.84, wspace=0.55)
     for i, (key, label) in enumerate(PANELS):
         ax = fig.add_subplot(1, len(PANELS), i + 1)
         values = [getattr(run, key), getattr(pull, key)]
@@ -27,7 +30,7 @@ def chart_png(footprint: Footprint) -> bytes:
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-    fig.tight_layout()
+        ax.yaxis.set_major_locator(MaxNLocator(4))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
