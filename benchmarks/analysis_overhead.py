@@ -209,6 +209,7 @@ def main() -> None:
             "ratio": p / d,
             "ratio_compute_only": p / c,
             "overhead_s": p - d,
+            "own_overhead_s": p - d - f,  # Proxima's own cost beyond Prefect's floor (issue 29)
             "floor_s": floor_s,
             "floor_ratio": (d + f) / d,
             "floor_parts_s": parts,

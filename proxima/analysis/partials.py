@@ -64,12 +64,14 @@ def step_keys(time: xr.DataArray, over: str, group_by: str | None) -> np.ndarray
     """The output key of every time step: its group label, the time itself when every
     step is its own output (a series), or one key for all.
     """
-    if group_by == "month":
-        return np.asarray(time.dt.month)
-    if group_by == "year":
-        return np.asarray(time.dt.year)
-    if group_by == "season":
-        return np.array([SEASONS[int(m)] for m in np.asarray(time.dt.month)])
+    if group_by in ("month", "year", "season"):
+        field = "year" if group_by == "year" else "month"
+        values = time.values
+        if values.dtype == object:  # cftime: read the field (``.dt`` builds an index first)
+            got = np.fromiter((getattr(t, field) for t in values), dtype="i8", count=len(values))
+        else:
+            got = np.asarray(getattr(time.dt, field), dtype="i8")
+        return np.array([SEASONS[int(m)] for m in got]) if group_by == "season" else got
     if over == "space":
         return np.asarray(time.values)
     return np.zeros(time.size, dtype="i8")
