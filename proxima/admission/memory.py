@@ -44,7 +44,8 @@ def estimate(plan: RegionPlan, threads: int, reduction: str) -> MemoryEstimate:
     slab = min(SLAB_BYTES, max(plan.bytes_read // assets, 1))
     copies = 1 + 2 + (2 if reduction == "std" else 0)  # read, float64 copy, deviations
     concurrent = max(threads, 1)
-    merge = SUBSET_COPIES * plan.bytes_out if reduction == "none" else 2 * plan.bytes_out
+    # partials: the merged ones, a batch no larger than them, and the sum being built
+    merge = SUBSET_COPIES * plan.bytes_out if reduction == "none" else 3 * plan.bytes_out
     peak = concurrent * (slab * copies + plan.bytes_out) + merge
     return MemoryEstimate(
         region=plan.region,

@@ -36,7 +36,7 @@ from proxima.analysis.partials import combine
 from proxima.analysis.subset import block_subset, finish, merge_blocks
 
 Progress = Callable[[int, int, int], None]
-MERGE_BATCH = 16  # block partials held before they are added into the merged ones
+MERGE_BATCH = 16  # at most this many block partials wait to be added into the merged
 
 
 class PartialCache(Protocol):
@@ -109,9 +109,9 @@ def _map_blocks(
     usage: Usage,
     key: str,
     workers: list[str] | None = None,
-) -> Iterator[tuple[Any, float]]:
-    """Yield (result, CPU-seconds) for every block as it finishes (``fns[i]`` computes
-    ``todo[i]``), metering each.
+) -> Iterator[Any]:
+    """Yield every block's result as it finishes (``fns[i]`` computes ``todo[i]``),
+    its CPU-seconds and the task counted in ``usage``.
     """
     if not todo:
         return
@@ -141,7 +141,7 @@ def _map_blocks(
     for out, cpu_s in done:
         usage.cpu_s += cpu_s
         usage.tasks += 1
-        yield out, cpu_s
+        yield out
 
 
 def _fold(merged: xr.Dataset | None, batch: list[xr.Dataset]) -> xr.Dataset | None:
@@ -190,7 +190,7 @@ def compute_partial(
     elif not subset:
         usage.blocks["computed"] = len(todo)
     # partials merged in batches as they come: one call adds a batch into the merged
-    # arrays (far cheaper than a merge per block), and at most a batch waits in memory
+    # arrays (far cheaper than a merge per block); a batch never outweighs the merged
     merged: xr.Dataset | None = _fold(None, kept)
     pending: list[xr.Dataset] = []
     pieces: list[xr.Dataset] = []
@@ -199,9 +199,7 @@ def compute_partial(
         progress(done, count, total)
     # keys named after the block function (block_partial-…), as the dashboard and the
     # fault-injection tests know them, not after the meter or the store around it
-    for (part, nbytes), _ in _map_blocks(
-        fns, root, spec, todo, client, usage, fn.__name__, workers
-    ):
+    for part, nbytes in _map_blocks(fns, root, spec, todo, client, usage, fn.__name__, workers):
         total += nbytes
         done += 1
         if progress:
@@ -212,7 +210,8 @@ def compute_partial(
             pieces.append(part)
             continue
         pending.append(part)
-        if len(pending) >= MERGE_BATCH:
+        waiting = sum(p.nbytes for p in pending)
+        if len(pending) >= MERGE_BATCH or waiting >= (merged.nbytes if merged else 0):
             merged, pending = _fold(merged, pending), []
     if subset and pieces:
         return finish(merge_blocks(pieces)), total
