@@ -97,7 +97,7 @@ def zarr_store(files: list[Path], root: Path) -> Path:
     with xr.open_mfdataset(files, engine="h5netcdf") as ds:
         da = ds[VARIABLE].rename(time0="time")
         tmp = path.with_suffix(".tmp")
-        da.to_dataset().chunk({"time": ZARR_CHUNK}).to_zarr(
+        da.to_dataset().chunk({"time": ZARR_CHUNK, "lat": -1, "lon": -1}).to_zarr(
             tmp,
             mode="w",
             zarr_format=2,
