@@ -155,3 +155,23 @@ def test_the_work_pool_starts_flow_runs_through_the_flow_launcher(stack, setting
     command = pool["base_job_template"]["variables"]["properties"]["command"]
     assert command["default"] == launch_command(settings)
     assert pool["base_job_template"]["job_configuration"]["command"] == "{{ command }}"
+
+
+def test_regional_workers_keep_large_arrays_in_the_heap(stack, settings):
+    """Dask's nanny default (MALLOC_TRIM_THRESHOLD_=65536) turns off glibc's dynamic mmap
+    threshold, so every slab was mmapped and faulted in anew: the stack overrides it."""
+    from distributed import Client
+
+    from proxima.platform import from_stack
+
+    for region in from_stack(stack, settings).regions:
+        with Client(
+            region.scheduler_address, security=region.dask_security(), timeout=30
+        ) as client:
+            seen = client.run(
+                lambda: (
+                    os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                    os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                )
+            )
+        assert seen and set(seen.values()) == {(str(128 * 2**20), str(128 * 2**20))}
