@@ -391,6 +391,24 @@ def test_dask_workers_get_the_prefect_api_from_a_secret(synth, region):
     assert not env & {"PREFECT_API_URL", "PREFECT_API_KEY"}  # never in plain text
 
 
+@pytest.mark.parametrize("region", [r.region for r in load().data_regions])
+def test_dask_workers_keep_large_arrays_in_the_heap_as_the_local_ones(synth, region):
+    import ast
+
+    from proxima.stack.services import DASK_LEAN
+
+    _, t = synth
+    (worker,) = [
+        c
+        for td in t[f"proxima-data-{region}"].find_resources("AWS::ECS::TaskDefinition").values()
+        for c in td["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "Worker"
+    ]
+    env = {e["Name"]: e["Value"] for e in worker["Environment"]}
+    key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"
+    assert ast.literal_eval(env[key]) == ast.literal_eval(DASK_LEAN[key])
+
+
 def test_the_stac_api_runs_in_the_client_region_reading_the_catalog_as_an_analyst(synth):
     _, t = synth
     client = t["proxima-client"]

@@ -35,6 +35,9 @@ from proxima_infra.network import vpc_with_flow_logs
 
 DASK_SCHEDULER_PORT = 8786
 DASK_DASHBOARD_PORT = 8787
+NANNY_ALLOCATOR = repr(
+    {"MALLOC_TRIM_THRESHOLD_": 128 * 2**20, "MALLOC_MMAP_THRESHOLD_": 128 * 2**20}
+)
 LUSTRE_PORTS = (988, 1018, 1023)
 
 
@@ -447,6 +450,9 @@ class DataRegionStack(Stack):
             environment={
                 "PROXIMA_REGION": region_cfg.region,
                 "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+                # as the local stack's workers (proxima/stack/services.py): Dask's nanny
+                # default MALLOC_TRIM_THRESHOLD_ doubled the kernel's CPU per byte
+                "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": NANNY_ALLOCATOR,
             },
             secrets={"PROXIMA_DASK_TLS": ecs.Secret.from_secrets_manager(tls), **(secrets or {})},
             port_mappings=[ecs.PortMapping(container_port=DASK_SCHEDULER_PORT)]
