@@ -75,8 +75,7 @@ def partial_aggregates(region: Region, spec: KernelSpec, reuse: bool = True) -> 
     started, started_at = time.perf_counter(), time.time()
     usage = Usage()
     with region_cluster() as client:
-        store = PartialStore.of_region(region.root, region.partial_store_bytes)
-        store.read = reuse
+        store = PartialStore.of_region(region.root, region.partial_store_bytes, read=reuse)
         agg, bytes_read = compute_partial(
             region.root, spec, client, reporter(region.name, "blocks"), usage, store=store
         )

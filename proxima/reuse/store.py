@@ -58,9 +58,11 @@ class PartialStore(BaseModel):
     read: bool = True
 
     @classmethod
-    def of_region(cls, root: str, max_bytes: int = DEFAULT_MAX_BYTES) -> PartialStore:
+    def of_region(
+        cls, root: str, max_bytes: int = DEFAULT_MAX_BYTES, read: bool = True
+    ) -> PartialStore:
         """The store of the region whose file system is mounted at ``root``."""
-        return cls(directory=str(Path(root) / STORE_DIR), max_bytes=max_bytes)
+        return cls(directory=str(Path(root) / STORE_DIR), max_bytes=max_bytes, read=read)
 
     def _path(self, key: str) -> Path:
         return Path(self.directory) / key[:2] / key
