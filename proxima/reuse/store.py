@@ -1,7 +1,7 @@
 """A region's store of per-block partial aggregates, kept next to its data.
 
 An entry is a pickle framed by a magic and the SHA-256 of the payload, named by the
-SHA-256 of what determined it (``kernels.block_identity``). An entry that does not
+SHA-256 of what determined it (``kernels.block_identities``). An entry that does not
 verify (truncated, bit-flipped, half-written by a crash) is deleted and reported as
 ``corrupt``, and the block is computed again: a stored partial is used whole or not at
 all. Writes go to a temporary file renamed into place, so a reader never sees a partial
