@@ -120,6 +120,7 @@ def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog)
             **shape,
             "output_name": f"admission-{i}",
             "overwrite": True,
+            "reuse": False,  # each run computes: the solo runs' partials would end the queue early
         }
         for i, shape in enumerate(shapes * 2)
     ]
