@@ -14,6 +14,7 @@ each region's queue, for ``proxima runs`` and for a waiting run's "N ahead".
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -61,22 +62,29 @@ class InFlight(BaseModel):
     position: int = 0  # among the region's waiting runs, 1 first; 0 when admitted
 
 
-async def ensure_limits(platform: Platform) -> None:
+Held = dict[str, tuple[int, int]]  # a limit's name: (slots in use, limit)
+
+
+async def ensure_limits(platform: Platform) -> Held:
     """Create or resize every region's limits to its cluster (idempotent, and safe
-    when several runs of a new server do it at once).
+    when several runs of a new server do it at once); return each limit's use as read.
     """
     async with get_client() as client:
         existing = {
-            gcl.name: gcl.limit for gcl in await client.read_global_concurrency_limits(limit=200)
+            gcl.name: (gcl.active_slots, gcl.limit)
+            for gcl in await client.read_global_concurrency_limits(limit=200)
         }
+        held: Held = {}
         for region in platform.regions:
             for name, limit in lanes.limits(region).items():
-                if existing.get(name) == limit:
+                held[name] = (existing.get(name, (0, limit))[0], limit)
+                if name in existing and existing[name][1] == limit:
                     continue
                 try:
                     await client.upsert_global_concurrency_limit_by_name(name, limit)
                 except ObjectAlreadyExists:  # another run created it meanwhile
                     continue
+        return held
 
 
 async def pending(client: PrefectClient) -> list[FlowRun]:
@@ -162,17 +170,38 @@ async def _say_if_waiting(names: list[str], region: str) -> bool:
     return False
 
 
+SAY_AFTER_S = 0.5  # a run not admitted by then, though the limits had room, says so
+
+
 @asynccontextmanager
-async def region_slot(region: Region, plan: RegionPlan) -> AsyncIterator[dict[str, float]]:
+async def region_slot(
+    region: Region, plan: RegionPlan, held: Held | None = None
+) -> AsyncIterator[dict[str, float]]:
     """Hold ``plan``'s slot on ``region`` for the body (its limits made by
     ``ensure_limits``); yields {"waited_s": seconds}.
+
+    With ``held`` (the limits' use as ``ensure_limits`` just read it) showing room, the
+    slot is asked for at once, and the run says it waits only if it is still not
+    admitted after ``SAY_AFTER_S``: two reads of the limits fewer per region and run.
     """
     names = lanes.names(region, plan)
     started = time.perf_counter()
-    waits = await _say_if_waiting(names, region.name)
+    said: list[bool] = []
+    later = None
+    if held is not None and all(held[n][0] < held[n][1] for n in names if n in held):
+
+        async def say_later() -> None:
+            await asyncio.sleep(SAY_AFTER_S)
+            said.append(await _say_if_waiting(names, region.name))
+
+        later = asyncio.create_task(say_later())
+    else:
+        said.append(await _say_if_waiting(names, region.name))
     async with concurrency(names, lease_duration=LEASE_S, strict=True):
+        if later is not None:
+            later.cancel()
         waited = round(time.perf_counter() - started, 3)
-        _say(f"{region.name}: admitted after {waited:.1f} s", now=waits)
+        _say(f"{region.name}: admitted after {waited:.1f} s", now=any(said))
         try:
             yield {"waited_s": waited}
         finally:

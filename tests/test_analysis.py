@@ -556,7 +556,8 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
     assert "### Footprint (measured)" in text and "EPA eGRID2020" in text
     for region in ("us-east-1", "us-west-2"):
         assert re.search(rf"\| {region} \| [0-9.e-]+ \| [0-9]+% \| \$", text), region
-    assert len(re.findall(r"data:image/png;base64,", text)) == 2
+    assert len(re.findall(r"data:image/png;base64,", text)) == 1  # the result's map
+    assert len(re.findall(r"data:image/svg\+xml;base64,", text)) == 1  # the footprint
     assert "footprint (measured):" in out.stdout and "vs a pull" in out.stdout
 
 

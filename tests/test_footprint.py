@@ -111,6 +111,33 @@ def test_the_arithmetic_matches_a_hand_computed_case():
     assert fp.factors["us-west-2"]["grid_gco2e_per_kwh"]["source"].startswith("EPA eGRID2020")
 
 
+def test_the_chart_draws_each_measure_of_the_run_against_the_pull_to_scale():
+    """The footprint chart is well-formed SVG whose bar pairs stand in the ratio of the
+    run's and the pull's figures, panel by panel (each on its own scale)."""
+    import base64
+    import re
+    import xml.etree.ElementTree as ET
+
+    from proxima.footprint import report
+
+    plan = _plan({"us-west-2": 3_000_000_000, "us-east-1": 500_000_000})
+    fp = account.measured(
+        plan,
+        [_outcome("us-west-2", 12.0, 10.0, 2, 1_000_000_000), _outcome("us-east-1", 0, 0, 1, 7)],
+        PRICES,
+    )
+    svg = ET.fromstring(report.chart_svg(fp))
+    bars = [e for e in svg.iter("{http://www.w3.org/2000/svg}rect") if e.find("*") is not None]
+    heights = [float(b.get("height")) for b in bars]
+    assert len(heights) == 2 * len(report.PANELS)
+    for i, (key, _) in enumerate(report.PANELS):
+        run, pull = float(getattr(fp.run, key)), float(getattr(fp.pull, key))
+        assert max(heights[2 * i : 2 * i + 2]) == pytest.approx(max(heights))  # own scale
+        assert heights[2 * i] / heights[2 * i + 1] == pytest.approx(run / pull, rel=1e-2)
+    inline = re.search(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", report.chart_markdown(fp))
+    assert base64.b64decode(inline.group(1)).decode() == report.chart_svg(fp)
+
+
 def test_overrides_apply_and_name_themselves():
     plan = _plan({"us-west-2": 10})
     outcomes = [_outcome("us-west-2", 3600.0, 3600.0, 1, 0)]

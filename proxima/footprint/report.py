@@ -4,41 +4,57 @@ against the pull, in bytes, dollars, kilowatt-hours and grams CO2e.
 
 from __future__ import annotations
 
-import io
+import base64
+from xml.sax.saxutils import escape
 
-from proxima.analysis.results import png_markdown
 from proxima.footprint.account import Footprint
 
 PANELS = (("bytes", "bytes moved"), ("usd", "USD"), ("kwh", "kWh"), ("gco2e", "g CO2e"))
 
 
-def chart_png(footprint: Footprint) -> bytes:
-    """Four small bar pairs: this run (compute + transfer) and the pull."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
+def chart_svg(footprint: Footprint) -> str:
+    """Four small bar pairs, this run (compute + transfer) against the pull, each panel
+    on its own linear scale: an SVG written directly (a Matplotlib figure of four axes
+    cost 0.13 s of every run's CPU, measured, for eight rectangles and their labels).
+    """
     run, pull = footprint.run, footprint.pull
-    fig = Figure(figsize=(8, 2.2), dpi=80)
-    FigureCanvasAgg(fig)
-    # fixed margins and few ticks: tight_layout drew the figure twice (177 -> 89 ms here)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.84, wspace=0.55)
+    width, height, panel, top, base = 640, 180, 160, 28, 150
+    bar = 44
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
     for i, (key, label) in enumerate(PANELS):
-        ax = fig.add_subplot(1, len(PANELS), i + 1)
-        values = [getattr(run, key), getattr(pull, key)]
-        ax.bar(["Proxima", "pull"], values, color=["#2a7", "#c44"])
-        ax.set_title(label, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        ax.yaxis.set_major_locator(MaxNLocator(4))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+        x0 = i * panel
+        values = [float(getattr(run, key)), float(getattr(pull, key))]
+        peak = max(values) or 1.0
+        parts.append(
+            f'<text x="{x0 + panel / 2}" y="14" text-anchor="middle" font-size="11">'
+            f"{escape(label)}</text>"
+            f'<line x1="{x0 + 16}" y1="{base}" x2="{x0 + panel - 16}" y2="{base}" '
+            'stroke="#444"/>'
+        )
+        for j, (name, value, colour) in enumerate(
+            zip(("Proxima", "pull"), values, ("#2a7", "#c44"), strict=True)
+        ):
+            h = (base - top) * value / peak
+            x = x0 + 28 + j * (bar + 16)
+            parts.append(
+                f'<rect x="{x}" y="{base - h:.1f}" width="{bar}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{name}: {value:g}</title></rect>'
+                f'<text x="{x + bar / 2}" y="{base - h - 3:.1f}" text-anchor="middle">'
+                f"{_g(value)}</text>"
+                f'<text x="{x + bar / 2}" y="{base + 13}" text-anchor="middle">{name}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def chart_markdown(footprint: Footprint) -> str:
     """The chart, inline in Markdown (as the summary shows the result's picture)."""
-    return "\n" + png_markdown(chart_png(footprint), "footprint: this run vs the pull") + "\n"
+    svg = base64.b64encode(chart_svg(footprint).encode()).decode()
+    return f"\n![footprint: this run vs the pull](data:image/svg+xml;base64,{svg})\n"
 
 
 def _g(x: float) -> str:
