@@ -261,21 +261,32 @@ def test_a_small_request_after_a_large_one_on_a_busy_region_finishes_first(catal
     assert finished["small"] < finished["large"]
 
 
+@pytest.mark.parametrize("seen", ["full", "with room"])
 def test_a_run_waiting_for_a_full_region_says_so_and_proxima_runs_lists_it(
-    catalog, stack, settings
+    catalog, stack, settings, monkeypatch, seen
 ):
     """With every us-west-2 slot held, a run waits on that region only, says so on its
-    log, and ``proxima runs`` lists it waiting (position 1) there; it then completes."""
+    log, and ``proxima runs`` lists it waiting (position 1) there; it then completes.
+    So too when the limits it read before asking showed room (the slots were taken
+    between its read and its request)."""
     import asyncio
     import json
 
     from prefect.concurrency.asyncio import concurrency
 
+    import flows.cross_region_analysis as analysis_flow
     from flows.admission import LEASE_S, ensure_limits
     from tests.cli import proxima
 
     platform = load_platform()
-    asyncio.run(ensure_limits(platform))
+    before = asyncio.run(ensure_limits(platform))
+    if seen == "with room":
+
+        async def stale(platform):  # the limits as read before the holder came
+            await ensure_limits(platform)
+            return before
+
+        monkeypatch.setattr(analysis_flow, "ensure_limits", stale)
     region = platform.region("us-west-2")
     name = f"{lanes.PREFIX}{region.name}"
     held, free = threading.Event(), threading.Event()
