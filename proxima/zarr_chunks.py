@@ -20,13 +20,23 @@ class MissingChunks(ProximaError):
     """A Zarr array lacks chunk objects: reading would yield fill values silently."""
 
 
-def check_chunks(store: Path, variable: str, zarray: dict[str, Any] | None = None) -> None:
+def check_chunks(
+    store: Path,
+    variable: str,
+    zarray: dict[str, Any] | None = None,
+    first: int = 0,
+    stop: int | None = None,
+) -> None:
     """Refuse a Zarr v2 array with missing chunks.
 
     Args:
         store: The Zarr store (a directory with consolidated metadata).
         variable: The array's name.
         zarray: Its ``.zarray`` metadata, when already read.
+        first: The first chunk index along the first (time) axis to check.
+        stop: The chunk index to stop before along it (None: to the end). A part of the
+            array is checked by looking up its own chunk objects only; the whole array
+            by listing the store.
 
     Raises:
         MissingChunks: Naming how many chunks are missing and the first few.
@@ -36,13 +46,20 @@ def check_chunks(store: Path, variable: str, zarray: dict[str, Any] | None = Non
         zarray = meta[f"{variable}/.zarray"]
     grid = [math.ceil(n / c) for n, c in zip(zarray["shape"], zarray["chunks"], strict=True)]
     sep = zarray.get("dimension_separator", ".")
-    expected = {sep.join(map(str, idx)) for idx in itertools.product(*map(range, grid))}
+    ranges = list(map(range, grid))
+    whole = first <= 0 and (stop is None or stop >= grid[0])
+    if grid and not whole:
+        ranges[0] = range(max(first, 0), min(grid[0], grid[0] if stop is None else stop))
+    expected = {sep.join(map(str, idx)) for idx in itertools.product(*ranges)}
     base = store / variable
-    present = {
-        p.relative_to(base).as_posix().replace("/", sep)
-        for p in base.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    }
+    if whole:
+        present = {
+            p.relative_to(base).as_posix().replace("/", sep)
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        }
+    else:
+        present = {key for key in expected if (base / key).is_file()}
     missing = sorted(expected - present)
     if missing:
         raise MissingChunks(

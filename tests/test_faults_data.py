@@ -63,3 +63,18 @@ def test_a_zarr_coordinate_with_a_missing_chunk_is_quarantined_at_extraction(tmp
     (path / "time" / "0").unlink()  # the only chunk of the time coordinate
     doc = extract(str(tmp_path), "bucket/x.zarr", "us-east-1", "d", "bucket")
     assert doc["quarantined"] and doc["error_class"] == "MissingChunks", doc
+
+
+def test_a_blocks_check_looks_up_its_own_chunks_and_finds_the_missing_one(tmp_path):
+    """A block's reads are checked against its own time chunks: a block clear of the
+    lost chunk reads, one that holds it is refused, naming it."""
+    from proxima.zarr_chunks import check_chunks
+
+    path, _ = _store(tmp_path)
+    (path / "tas" / "1.0.0").unlink()
+    check_chunks(path, "tas", first=0, stop=1)
+    check_chunks(path, "tas", first=2, stop=None)
+    with pytest.raises(MissingChunks, match=r"1 of 1 chunks are missing \(first: \['1.0.0'\]\)"):
+        check_chunks(path, "tas", first=1, stop=2)
+    with pytest.raises(MissingChunks, match=r"1 of 2 chunks are missing"):
+        check_chunks(path, "tas", first=1)

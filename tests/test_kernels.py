@@ -258,3 +258,47 @@ def test_the_in_place_combine_gives_what_the_aligned_merge_gives(
     assert fast is not None
     monkeypatch.setattr(partials_module, "_combine_in_place", lambda _: None)
     xr.testing.assert_identical(fast, combine(parts))
+
+
+@pytest.mark.parametrize(
+    "calendar", ["standard", "proleptic_gregorian", "noleap", "360_day", "julian", "all_leap"]
+)
+@pytest.mark.parametrize(
+    ("units", "step", "noise"),
+    [
+        ("hours since 1900-01-01 00:00:00.0", 1.0, 0.0),  # ERA5's hourly steps
+        ("days since 1850-1-1", 1.0, 0.0),  # CMIP6's daily, unpadded units
+        ("days since 2000-01-01", 0.25, 1e-12),  # 6-hourly, 86 ns before midnight
+        ("seconds since 1970-01-01", 1800.0, 0.0),  # half-hourly
+    ],
+)
+def test_the_steps_of_a_range_are_those_decoding_every_step_gives(calendar, units, step, noise):
+    """Bisecting the file's numbers selects exactly the steps that decoding them all and
+    comparing their days selects, on every calendar, across midnights off by a rounding
+    error, and for days a calendar lacks (decoded whole then)."""
+    from proxima.analysis.kernels import _day_keys, _steps_between, times
+
+    start = cftime.date2num(cftime.datetime(2019, 12, 20, calendar=calendar), units, calendar)
+    raw = start + np.arange(
+        0, 90 * 24 * 3600 / {"hours": 3600, "days": 86400, "seconds": 1}[units.split()[0]], step
+    )
+    raw = raw - noise * (np.arange(len(raw)) % 4 == 0)  # the midnights, just before
+    time = xr.DataArray(raw, dims=("time",), attrs={"units": units, "calendar": calendar})
+    decoded = np.asarray(times(time, np.arange(len(raw))).values)
+    keys = _day_keys(decoded)
+    for lo, hi in [
+        (20200101, 20200131),
+        (20200229, 20200301),
+        (20200130, 20200230),
+        (20191201, 20191231),
+        (20200315, 20201231),
+        (20200105, 20200105),
+    ]:
+        want = np.flatnonzero((keys >= lo) & (keys <= hi))
+        np.testing.assert_array_equal(_steps_between(time, lo, hi), want, err_msg=f"{lo}-{hi}")
+    # a decoded axis (the subset path) gives the same steps
+    decoded_axis = xr.DataArray(decoded, dims=("time",))
+    np.testing.assert_array_equal(
+        _steps_between(decoded_axis, 20200101, 20200131),
+        np.flatnonzero((keys >= 20200101) & (keys <= 20200131)),
+    )
