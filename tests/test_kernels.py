@@ -302,3 +302,41 @@ def test_the_steps_of_a_range_are_those_decoding_every_step_gives(calendar, unit
         _steps_between(decoded_axis, 20200101, 20200131),
         np.flatnonzero((keys >= 20200101) & (keys <= 20200131)),
     )
+
+
+def test_identities_open_a_file_once_per_stamp(tmp_path, monkeypatch):
+    """A worker identifies an unchanged file from the coordinates it kept, and opens a
+    file again once its stamp changes (here its ctime alone)."""
+    import os
+
+    from proxima.analysis import kernels
+
+    times = pd.date_range("2020-01-01", periods=48, freq="h")
+    ds = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), np.ones((48, 3, 4), "f4"), {"units": "K"})},
+        coords={"time": times, "lat": [10.0, 0.0, -10.0], "lon": [0.0, 10.0, 20.0, 30.0]},
+    )
+    path = tmp_path / "tas.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    asset = AssetRef(path="tas.nc", format="netcdf", steps=48, time_chunk=24, nbytes=48 * 48)
+    spec = KernelSpec(
+        variable="tas",
+        start_key=20200102,
+        end_key=20200102,
+        bbox=[-180, -90, 180, 90],
+        over="time",
+        assets=[asset],
+    )
+    opened = []
+    real = kernels.open_asset
+    monkeypatch.setattr(kernels, "open_asset", lambda *a, **k: opened.append(1) or real(*a, **k))
+    todo = blocks(spec)
+    first = kernels.block_identities(str(tmp_path), spec, todo)
+    again = kernels.block_identities(str(tmp_path), spec, todo)
+    assert first == again and len(opened) == 1
+    assert first[0]["steps"] == [[24, 48]]
+    stat = path.stat()
+    path.chmod(0o644)  # same bytes, same size and mtime: only the ctime moves
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    rewritten = kernels.block_identities(str(tmp_path), spec, todo)
+    assert len(opened) == 2 and rewritten[0]["stamp"] != first[0]["stamp"]

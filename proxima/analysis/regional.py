@@ -110,11 +110,12 @@ def _map_blocks(
     key: str,
     workers: list[str] | None = None,
 ) -> Iterator[Any]:
-    """Yield every block's result as it finishes (``fns[i]`` computes ``todo[i]``),
-    its CPU-seconds and the task counted in ``usage``.
+    """Submit every block at once (``fns[i]`` computes ``todo[i]``) and return an
+    iterator of their results as they finish, each block's CPU-seconds and task counted
+    in ``usage`` (without a client, each is computed here as it is asked for).
     """
     if not todo:
-        return
+        return iter(())
     if client is None:
         done: Iterator[tuple[Any, float]] = (
             _metered(fn, root, spec, b) for fn, b in zip(fns, todo, strict=True)
@@ -138,6 +139,10 @@ def _map_blocks(
             workers=workers,
         )
         done = (f.result() for f in as_completed(futures, loop=client.loop))
+    return _counted(done, usage)
+
+
+def _counted(done: Iterator[tuple[Any, float]], usage: Usage) -> Iterator[Any]:
     for out, cpu_s in done:
         usage.cpu_s += cpu_s
         usage.tasks += 1
@@ -189,17 +194,19 @@ def compute_partial(
         kept, todo, fns = _reused(store, root, spec, todo, usage)
     elif not subset:
         usage.blocks["computed"] = len(todo)
-    # partials merged in batches as they come: one call adds a batch into the merged
-    # arrays (far cheaper than a merge per block); a batch never outweighs the merged
+    # keys named after the block function (block_partial-…), as the dashboard and the
+    # fault-injection tests know them, not after the meter or the store around it
+    results = _map_blocks(fns, root, spec, todo, client, usage, fn.__name__, workers)
+    # the kept partials are merged while the blocks compute; then partials are merged
+    # in batches as they come: one call adds a batch into the merged arrays (far
+    # cheaper than a merge per block); a batch never outweighs the merged
     merged: xr.Dataset | None = _fold(None, kept)
     pending: list[xr.Dataset] = []
     pieces: list[xr.Dataset] = []
     total, done, count = 0, len(kept), len(kept) + len(todo)
     if progress and kept:
         progress(done, count, total)
-    # keys named after the block function (block_partial-…), as the dashboard and the
-    # fault-injection tests know them, not after the meter or the store around it
-    for part, nbytes in _map_blocks(fns, root, spec, todo, client, usage, fn.__name__, workers):
+    for part, nbytes in results:
         total += nbytes
         done += 1
         if progress:
