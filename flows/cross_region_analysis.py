@@ -205,7 +205,11 @@ def served_here(request: AnalysisRequest) -> dict[str, Any] | None:
     if served:
         served["seconds"] = round(time.perf_counter() - started, 3)
     else:
-        _planned[request.model_dump_json()] = (time.monotonic(), platform, plan)
+        now = time.monotonic()
+        for key, (at, _, _) in list(_planned.items()):  # one C call: safe beside threads
+            if now - at >= HANDOFF_S:  # for a flow run that never started
+                _planned.pop(key, None)
+        _planned[request.model_dump_json()] = (now, platform, plan)
     return served
 
 

@@ -130,6 +130,21 @@ def test_the_same_request_is_served_from_its_result_reading_nothing(
     _equal(recomputed, answer)
 
 
+def test_a_notebook_run_plans_once_and_a_stale_plan_is_made_again(catalog, monkeypatch):
+    """On a miss, the plan made to look the answer up is the flow run's; one older than
+    the hand-off window is not used (the flow plans afresh)."""
+    import flows.cross_region_analysis as analysis_flow
+
+    made = []
+    real = analysis_flow.make_plan
+    monkeypatch.setattr(analysis_flow, "make_plan", lambda *a: made.append(1) or real(*a))
+    first, _ = _run(MONTHLY_MEAN)
+    assert "served_from" not in first and len(made) == 1
+    monkeypatch.setattr(analysis_flow, "HANDOFF_S", 0.0)
+    other, _ = _run(_between("2020-01-01", "2020-02-29"))
+    assert "served_from" not in other and len(made) == 3
+
+
 def test_a_longer_range_reads_only_the_new_month(catalog, stack, settings):
     _run(MONTHLY_MEAN)
     longer = {**MONTHLY_MEAN, "selection": {**JAN_TO_MAR, "end": "2020-04-30"}}
