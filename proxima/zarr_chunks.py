@@ -47,9 +47,9 @@ def check_chunks(
     grid = [math.ceil(n / c) for n, c in zip(zarray["shape"], zarray["chunks"], strict=True)]
     sep = zarray.get("dimension_separator", ".")
     ranges = list(map(range, grid))
-    whole = first <= 0 and (stop is None or stop >= grid[0])
-    if grid and not whole:
-        ranges[0] = range(max(first, 0), min(grid[0], grid[0] if stop is None else stop))
+    whole = not grid or (first <= 0 and (stop is None or stop >= grid[0]))
+    if not whole:
+        ranges[0] = range(max(first, 0), grid[0] if stop is None else min(grid[0], stop))
     expected = {sep.join(map(str, idx)) for idx in itertools.product(*ranges)}
     base = store / variable
     if whole:

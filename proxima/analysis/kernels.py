@@ -128,10 +128,8 @@ def open_asset(
     # no pandas indexes: the kernel selects by index masks, and building them was half
     # of an open (22 -> 10 ms per NetCDF file here)
     if asset.format == "zarr":
-        if block is None:
-            check_chunks(path, variable)
-        else:
-            check_chunks(path, variable, first=block.first, stop=block.stop)
+        part = block or Block(asset=0)  # the whole store
+        check_chunks(path, variable, first=part.first, stop=part.stop)
         ds = xr.open_zarr(
             path, decode_times=coder, consolidated=True, chunks=None, create_default_indexes=False
         )
