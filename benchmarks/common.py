@@ -46,10 +46,14 @@ def check_prefect_target(config) -> None:
 
 def up():
     """Bring the benchmark stack up; return (settings, config)."""
+    import compileall
+
     from proxima.config import load_stack_config
     from proxima.settings import get_settings
     from proxima.stack import manager
 
+    for package in ("proxima", "flows", "blocks"):  # as `make install` does, after edits
+        compileall.compile_dir(ROOT / package, quiet=1)
     settings = get_settings()
     config = load_stack_config(settings=settings)
     manager.up(settings, config, progress=lambda m: print(f"  stack: {m}", flush=True))

@@ -196,6 +196,78 @@ class MemorySampler:
         return round(self.peak, 3)
 
 
+CPU_KINDS = (  # (kind, what its command line holds), the first match wins
+    ("prefect-server", "prefect server"),
+    ("prefect-server", "uvicorn"),
+    ("prefect-worker", "prefect worker"),
+    ("flow-launcher", "flow_launcher"),
+    ("dask-workers", "distributed.cli.dask_worker"),
+    ("dask-workers", "dask worker"),
+    ("dask-workers", "dask_worker"),
+    ("dask-scheduler", "scheduler"),
+    ("postgres", "postgres"),
+    ("opensearch", "opensearch"),
+    ("s3", "s3proxy"),
+    ("stac-api", "proxima.stac"),
+    ("cli", "proxima.cli analyze"),
+)
+
+
+class CpuSampler:
+    """CPU-seconds by kind of process over the loaded phase: every process of the
+    machine sampled every 0.5 s, a process born during the phase counted whole."""
+
+    def __init__(self) -> None:
+        import os
+
+        import psutil
+
+        self.me = os.getpid()
+        self.start: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        for proc in psutil.process_iter():
+            try:
+                t = proc.cpu_times()
+                self.start[proc.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _kind(self, proc) -> str:
+        if proc.pid == self.me:
+            return "benchmark (python way)"
+        cmd = " ".join(proc.cmdline())
+        parent = " ".join(proc.parent().cmdline()) if proc.ppid() else ""
+        if "flow_launcher serve" in parent:
+            return "flow-runs"  # forked: the launcher's command line
+        if "multiprocessing" in cmd and "dask worker" in parent:
+            return "dask-workers"  # the nanny's worker processes
+        return next((k for k, needle in CPU_KINDS if needle in cmd), "other")
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.stop.is_set():
+            for proc in psutil.process_iter():
+                try:
+                    t = proc.cpu_times()
+                    kind = self.last.get(proc.pid, (None,))[0] or self._kind(proc)
+                    self.last[proc.pid] = (kind, t.user + t.system)
+                except psutil.Error:
+                    continue
+            self.stop.wait(0.5)
+
+    def close(self) -> dict[str, float]:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        out: dict[str, float] = {}
+        for pid, (kind, cpu) in self.last.items():
+            out[kind] = out.get(kind, 0.0) + cpu - self.start.get(pid, 0.0)
+        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 def _same(a: str, b: str) -> bool:
     import xarray as xr
 
@@ -265,6 +337,9 @@ def _percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--over", type=float, default=60.0, help="Seconds to submit over.")
+    parser.add_argument(
+        "--loaded-only", action="store_true", help="Skip the solo runs (a diagnosis, no ratios)."
+    )
     args = parser.parse_args()
     info = print_machine()
     settings, config = common.up()
@@ -293,6 +368,7 @@ def main() -> None:
     ]
     print(f"load: {len(subs)} analyses over {args.over:.0f} s, a catalog refresh among them")
     memory = MemorySampler(settings, config)
+    cpu = CpuSampler()
     started = time.time()
     threads = []
     refresh = _in_thread(lambda: catalog_refresh())
@@ -304,6 +380,8 @@ def main() -> None:
         t.join(timeout=1800)
     makespan = max(s.finished or time.time() for s in subs) - started
     max_memory = memory.close()
+    cpu_s = cpu.close()
+    print(f"CPU-seconds by process over the loaded phase ({makespan:.0f} s on 2 cores): {cpu_s}")
     lost, duplicated = _accounting(started, subs)
     for s in subs:
         waited = ", ".join(f"{r} {w:.1f} s" for r, w in s.waited_s.items())
@@ -311,6 +389,10 @@ def main() -> None:
             f"  {s.index:2d} {s.way:10s} {s.size:11s} {s.outcome:9s} {s.seconds or 0:6.1f} s"
             + (f" (waited for a slot: {waited})" if waited else "")
         )
+    if args.loaded_only:
+        small = [s.seconds for s in subs if s.size == "small" and s.seconds is not None]
+        print(f"p50/p95 small: {_percentile(small, 50)} / {_percentile(small, 95)} s")
+        return
     print("solo: each distinct (request, way in) alone")
     solo: dict[str, Submission] = {}
     for sub in subs:
@@ -356,6 +438,7 @@ def main() -> None:
             }
             for w in WAYS
         },
+        "loaded_cpu_s": cpu_s,
         "failures": [s.message for s in subs if s.outcome == "failed"],
         "refusals": [s.message for s in subs if s.outcome == "refused"],
         "machine": info,

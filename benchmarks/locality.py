@@ -150,7 +150,7 @@ class Bench:
     def proxima(self, request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         path = Path(tempfile.mkdtemp()) / "request.json"
         path.write_text(json.dumps(request))
-        out = self.cli("analyze", str(path), "--json")
+        out = self.cli("analyze", str(path), "--json", "--here")
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         summary = json.loads(out.stdout)

@@ -232,7 +232,9 @@ def _platform_and_plan(request: AnalysisRequest) -> tuple[Platform, Plan]:
     return platform, plan
 
 
-@flow(name="cross-region-analysis", log_prints=True)
+# persist_result: a run started through the deployment returns its summary to the
+# caller that submitted it (`proxima analyze`), read from the result storage
+@flow(name="cross-region-analysis", log_prints=True, persist_result=True)
 async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     """Answer ``request`` with one subflow per region, next to the data.
 

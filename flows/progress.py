@@ -140,6 +140,16 @@ def watch_run(
                 time.sleep(poll_s)
 
 
+def wait_run(flow_run_id: UUID, poll_s: float = 0.25) -> FlowRun:
+    """Wait for a flow run to end, reading only its own state (one call a poll)."""
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(poll_s)
+
+
 def run_watched(flow: Any, say: Say, **parameters: Any) -> Any:
     """Run ``flow`` in this process, telling ``say`` its regions' states and progress."""
     name = f"{flow.name}-{uuid.uuid4().hex[:10]}"

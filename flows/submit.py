@@ -10,6 +10,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
 from proxima.analysis.request import AnalysisRequest
+from proxima.errors import ProximaError
 
 ANALYSIS_DEPLOYMENT = "cross-region-analysis/cross-region-analysis"
 
@@ -45,3 +46,19 @@ def submit_analysis(
         as_subflow=False,
     )
     return run
+
+
+def summary_of(run: FlowRun) -> dict[str, Any]:
+    """The summary a completed analysis run returned (its persisted result).
+
+    Raises:
+        ProximaError: the run kept no result to read (persisted where this process
+            cannot reach it, or removed since).
+    """
+    try:
+        summary: dict[str, Any] = run.state.result()  # type: ignore[union-attr]
+    except Exception as exc:
+        raise ProximaError(
+            f"the run {run.name} completed but its summary cannot be read: {exc}"
+        ) from exc
+    return summary

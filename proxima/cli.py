@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -17,8 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from proxima.errors import ProximaError, describe_invalid
-from proxima.footprint import report as footprint_report
-from proxima.stack import manager
+
+if TYPE_CHECKING:  # imported where used: `proxima analyze` starts without Prefect's
+    from proxima.stack import manager  # server side or xarray (1.3 CPU-s a call)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -143,6 +144,8 @@ def _table(rows: list[manager.ServiceStatus]) -> Table:
 def stack_up() -> None:
     """Start every service and wait until all are healthy (idempotent)."""
     with console.status("starting the stack") as spinner:
+        from proxima.stack import manager
+
         rows = manager.up(progress=lambda msg: spinner.update(msg))
     console.print(_table(rows))
 
@@ -151,6 +154,8 @@ def stack_up() -> None:
 @_user_errors
 def stack_down() -> None:
     """Stop everything the stack started."""
+    from proxima.stack import manager
+
     stopped = manager.down(progress=console.print)
     console.print(f"stopped {len(stopped)} process(es)")
 
@@ -161,6 +166,8 @@ def stack_status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show each service's URL, PID and health; exit 1 unless all are healthy."""
+    from proxima.stack import manager
+
     rows = manager.status()
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
@@ -404,24 +411,28 @@ def analyze(
     request_file: str = typer.Argument(..., help="An AnalysisRequest as JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
     as_json: bool = typer.Option(False, "--json"),
-    submit: bool = typer.Option(
+    here: bool = typer.Option(
         False,
-        "--submit",
-        help="Submit to the cross-region-analysis deployment (run by the work pool) "
-        "instead of running here.",
+        "--here",
+        help="Run the flow in this process instead of through the work pool (no worker "
+        "needed; this process pays the flow's imports).",
+    ),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Submit and return at once with the run's id and URL."
     ),
     idempotency_key: str | None = typer.Option(
         None,
         "--idempotency-key",
-        help="With --submit: submitting the same key again returns the first run.",
+        help="Submitting the same key again follows the first run instead of a new one.",
     ),
-    wait: bool = typer.Option(False, "--wait", help="With --submit: wait for the run to end."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors too."),
 ) -> None:
-    """Run the cross-region analysis flow on REQUEST.json and print its summary."""
+    """Answer REQUEST.json and print its summary: a run of the cross-region-analysis
+    deployment (the work pool's warm flow runs, the admission every way in shares),
+    followed to its end; with --here, the flow in this process.
+    """
     from pathlib import Path
 
-    from flows.cross_region_analysis import analyze as run_analysis
     from proxima.analysis.request import AnalysisRequest
 
     if not debug:
@@ -438,16 +449,24 @@ def analyze(
         raise ProximaError(f"cannot use {request_file}: {describe_invalid(exc)}") from exc
     except (OSError, ValueError) as exc:  # unreadable file or bad JSON
         raise ProximaError(f"cannot use {request_file}: {exc}") from exc
-    if submit:
-        _submit(request, idempotency_key, wait, as_json)
-        return
-    if idempotency_key:
-        raise ProximaError("--idempotency-key needs --submit")
+    if here and (no_wait or idempotency_key):
+        raise ProximaError("--no-wait and --idempotency-key submit a run: not with --here")
+    say = None if as_json else err.print
+    out: dict[str, Any] | None
     with _prefect_client_settings():
-        out = run_analysis(request, say=None if as_json else err.print)
+        if here:
+            from flows.cross_region_analysis import analyze as run_analysis
+
+            out = run_analysis(request, say=say)
+        else:
+            out = _submitted(request, idempotency_key, no_wait, say)
+    if out is None:
+        return
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return
+    from proxima.footprint import report as footprint_report
+
     if out.get("dry_run"):
         for row in out["plan"]:
             console.print(row)
@@ -474,26 +493,33 @@ def analyze(
     console.print(f"result: {out['result_path']}")
 
 
-def _submit(request: Any, key: str | None, wait: bool, as_json: bool) -> None:
-    from flows.progress import watch_run
-    from flows.submit import submit_analysis
+def _submitted(
+    request: Any, key: str | None, no_wait: bool, say: Callable[[str], None] | None
+) -> dict[str, Any] | None:
+    """Submit ``request`` to the deployment; with ``no_wait`` print the run and return
+    None, else follow it (saying its regions' states and progress, with ``say``) and
+    return its summary.
+    """
+    from flows.progress import wait_run, watch_run
+    from flows.submit import submit_analysis, summary_of
     from proxima.config import load_stack_config
 
-    with _prefect_client_settings():
-        run = submit_analysis(request, idempotency_key=key, wait_seconds=0)
-        if wait:
-            run = watch_run(run.id, lambda line: None if as_json else err.print(line))
-    state = run.state.type.value if run.state else "UNKNOWN"
+    run = submit_analysis(request, idempotency_key=key, wait_seconds=0)
     url = f"{load_stack_config().prefect.ui_url}/runs/flow-run/{run.id}"
-    if as_json:
-        print(
-            json.dumps({"flow_run_id": str(run.id), "name": run.name, "state": state, "url": url})
-        )
-    else:
-        console.print(f"flow run {run.name} ({run.id}): {state}\n{url}")
-    if wait and state != "COMPLETED":
+    if no_wait:
+        if say is None:
+            print(json.dumps({"flow_run_id": str(run.id), "name": run.name, "url": url}))
+        else:
+            console.print(f"flow run {run.name} ({run.id}) submitted\n{url}")
+        return None
+    if say:
+        say(f"flow run {run.name}: {url}")
+    run = watch_run(run.id, say) if say else wait_run(run.id)
+    if not (run.state and run.state.is_completed()):
+        state = run.state.type.value if run.state else "UNKNOWN"
         reason = run.state.message if run.state and run.state.message else "see the run's logs"
-        _fail(ProximaError(f"the run ended {state}: {' '.join(reason.split())}"))
+        raise ProximaError(f"the run ended {state}: {' '.join(reason.split())}")
+    return summary_of(run)
 
 
 @app.command("runs")
@@ -619,6 +645,8 @@ def testbed_up(
     settings = _testbed_settings()
     config = load_stack_config(settings=settings)
     made = testbed.up(config, rate_mbit=rate)
+    from proxima.stack import manager
+
     rows = manager.up(settings, config, progress=lambda m: err.print(f"  {m}"))
     for link in made:
         console.print(
@@ -636,6 +664,8 @@ def testbed_down() -> None:
 
     settings = _testbed_settings()
     config = load_stack_config(settings=settings)
+    from proxima.stack import manager
+
     manager.down(settings)
     testbed.down(config)
     left = testbed.leftovers(config)

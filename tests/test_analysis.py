@@ -505,17 +505,16 @@ def test_cli_errors_are_one_clear_line_without_traceback(
 
     request_file = tmp_path / "request.json"
     request_file.write_text(body)
-    out = proxima(stack, settings, "analyze", str(request_file))
+    out = proxima(stack, settings, "analyze", str(request_file), "--here")
     assert out.returncode == 1, out.stdout + out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stdout + out.stderr
 
 
-def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
-    catalog, stack, settings, tmp_path
-):
+def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(deployed, settings, tmp_path):
     """Month names and units, not a dict repr; the summary artifact names each region's
-    subflow and links its dashboard."""
+    subflow and links its dashboard. The CLI's way: a run of the deployment, its
+    summary read back from the run's result."""
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -531,7 +530,7 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
     }
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
-    out = proxima(stack, settings, "analyze", str(path))
+    out = proxima(deployed, settings, "analyze", str(path))
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "degC" in line]
     assert [r.split()[1] for r in rows] == ["Jan", "Feb", "Mar", "Apr"], out.stdout
@@ -546,7 +545,7 @@ def test_the_answer_reads_as_a_table_in_the_cli_and_the_run_summary(
     assert "| Jan | " in text and "degC |" in text
     for region in ("us-east-1", "us-west-2"):
         assert f"| analyze-{region} |" in text
-        assert stack.region(region).dashboard_url in text
+        assert deployed.region(region).dashboard_url in text
     # the picture the summary shows is the one written next to the result
     result = re.search(r"Result: `([^`]+)`", text).group(1)
     shown = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text).group(1))

@@ -149,7 +149,7 @@ def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings
     bad = {**REQUEST, "selection": {**REQUEST["selection"], "bbox": [160, -30, -150, 91]}}
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
-    out = proxima(deployed, settings, "analyze", str(path), "--submit", "--wait")
+    out = proxima(deployed, settings, "analyze", str(path))
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "bbox north 91.0 is outside -90..90" in out.stderr
 
@@ -162,13 +162,13 @@ def test_a_run_the_schema_cannot_refuse_fails_with_the_reason(deployed, settings
 
 
 @pytest.mark.reliability
-def test_submit_and_wait_prints_why_a_run_failed(deployed, settings, tmp_path):
-    """`prefect deployment run --watch` prints only the final state; `proxima analyze
-    --submit --wait` follows the run and prints its reason on one line."""
+def test_analyze_follows_the_run_and_prints_why_it_failed(deployed, settings, tmp_path):
+    """`prefect deployment run --watch` prints only the final state; `proxima analyze`
+    submits to the deployment, follows the run and prints its reason on one line."""
     unknown = {**REQUEST, "selection": {**REQUEST["selection"], "variable": "no_such_var"}}
     path = tmp_path / "unknown.json"
     path.write_text(json.dumps(unknown))
-    out = proxima(deployed, settings, "analyze", str(path), "--submit", "--wait")
+    out = proxima(deployed, settings, "analyze", str(path))
     assert out.returncode == 1
     *progress, last = out.stderr.strip().splitlines()
     assert "run: Running" in progress and "run: Failed" in progress, out.stderr

@@ -223,7 +223,7 @@ def test_one_idempotency_key_gives_one_run(deployed, tmp_path, observe):
             "proxima.cli",
             "analyze",
             str(request_file),
-            "--submit",
+            "--no-wait",
             "--idempotency-key",
             key,
             "--json",

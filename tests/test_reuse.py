@@ -119,7 +119,7 @@ def test_the_same_request_is_served_from_its_result_reading_nothing(
     _equal(same, answer)
     asked = tmp_path / "request.json"
     asked.write_text(json.dumps(again))
-    cli = proxima(stack, settings, "analyze", str(asked))
+    cli = proxima(stack, settings, "analyze", str(asked), "--here")
     assert cli.returncode == 0, cli.stderr
     assert f"served from run {served['served_from']['run']}" in cli.stdout
     assert "footprint: none" in cli.stdout

@@ -127,7 +127,7 @@ def test_proxima_moves_result_sized_bytes_and_50x_less_than_pulling(bed, tmp_pat
     request_file.write_text(json.dumps(REQUEST))
     before = testbed.counters(config)
     out = subprocess.run(
-        [sys.executable, "-m", "proxima.cli", "analyze", str(request_file), "--json"],
+        [sys.executable, "-m", "proxima.cli", "analyze", str(request_file), "--json", "--here"],
         env=env,
         capture_output=True,
         text=True,

@@ -194,6 +194,14 @@ def upload(path: Path, bucket: str, prefix: str, endpoint: str | None = None) ->
     return f"s3://{bucket}/{key}"
 
 
+def warm_up() -> None:
+    """Draw one small map: matplotlib's imports, font cache and renderer, loaded once
+    (in a process that forks per run, such as the flow launcher).
+    """
+    grid = np.arange(2.0)
+    plot_png(xr.DataArray(np.ones((2, 2)), coords={"lat": grid, "lon": grid}), "warm-up")
+
+
 def plot_png(da: xr.DataArray, title: str) -> bytes:
     """A PNG of the result: a map, a series or a bar per group."""
     # A bare Figure, not pyplot: no global figure manager, nothing to close, safe in a

@@ -229,11 +229,19 @@ class _Launcher:
 def serve(socket_path: str, preload: Sequence[str]) -> None:
     """Import ``preload`` once, then start a child per ``launch`` request, forever.
 
+    Args:
+        socket_path: Where to listen.
+        preload: Modules to import; ``module:function`` also calls that function once
+            (a warm-up whose caches every child then shares).
+
     Raises:
         RuntimeError: If importing ``preload`` started threads (forking would be unsafe).
     """
-    for module in preload:
-        importlib.import_module(module)
+    for entry in preload:
+        module, _, function = entry.partition(":")
+        imported = importlib.import_module(module)
+        if function:
+            getattr(imported, function)()
     running = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if running:
         raise RuntimeError(f"preloading {list(preload)} started threads {running}; cannot fork")
