@@ -15,6 +15,7 @@ each region's queue, for ``proxima runs`` and for a waiting run's "N ahead".
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -43,8 +44,9 @@ from pydantic import BaseModel
 
 from flows.progress import PROGRESS, progress_logger
 from proxima.admission import lanes
-from proxima.analysis.plan import RegionPlan
+from proxima.analysis.plan import Plan, RegionPlan
 from proxima.platform import Platform, Region
+from proxima.settings import get_settings
 
 LEASE_S = 60.0  # the shortest lease Prefect 3.9's server accepts
 ANALYSIS_FLOW = "cross-region-analysis"
@@ -206,3 +208,27 @@ async def region_slot(
             yield {"waited_s": waited}
         finally:
             _say(f"{region.name}: released")
+
+
+def yield_cpu(plan: Plan) -> bool:
+    """Lower this process's CPU priority (every thread's) to ``large_run_nice`` when
+    ``plan`` is not small in some region, on a machine whose work-pool flow runs share
+    its cores (the setting is 0 elsewhere: a notebook's kernel or its own container is
+    left alone). The slots bound how many analyses a cluster runs; this orders the
+    orchestration's own CPU the same way: a one-month question first.
+
+    Returns:
+        Whether the priority was lowered.
+    """
+    nice = get_settings().large_run_nice
+    if not nice or all(lanes.lane(r) == "small" for s in plan.selections for r in s.regions):
+        return False
+    if not os.path.isdir("/proc/self/task"):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        return True
+    for tid in os.listdir("/proc/self/task"):  # Linux: a thread's niceness is its own
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        except (PermissionError, ProcessLookupError):
+            continue  # a thread that ended; raising one's niceness needs no rights
+    return True

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run as prefect_flow_run
 
-from flows.admission import Held, ensure_limits, region_slot
+from flows.admission import Held, ensure_limits, region_slot, yield_cpu
 from flows.progress import Say, reporter, run_watched
 from flows.runners import on_cluster, on_region, region_cluster
 from proxima import opensearch
@@ -263,6 +263,7 @@ async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
         await plan_note
         estimate = footprint_run.estimate(plan, request.reduction, platform)
         return plan.dry_run_summary() | {"footprint": estimate}
+    yield_cpu(plan)
     outcomes, failures = await _run_regions(plan, platform, request.reuse)
     done = assemble(request, plan, outcomes, failures, platform.client_region)
     footprint, footprint_note = footprint_run.measure(plan, outcomes, request.reduction, platform)

@@ -64,6 +64,14 @@ class ProximaSettings(BaseSettings):
         description="A directory where every OpenSearch REST call and AWS API call of "
         "this process is recorded (the test that checks infra/aws's IAM reads it).",
     )
+    large_run_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="Set on work-pool flow runs that share one machine's CPU (the local "
+        "stack): the niceness a run that is not small in some region lowers its own "
+        "process to, so that small, interactive runs are served first. 0: never.",
+    )
     worker_query_seconds: float = Field(
         default=1.0, gt=0, description="Prefect worker polling interval (seconds)."
     )

@@ -103,6 +103,48 @@ def test_each_share_takes_the_lane_of_its_size(catalog):
     assert set(lanes.limits(region)) == {every, f"{every}-small", f"{every}-large"}
 
 
+YIELDS = """
+import os, sys, threading
+from flows.admission import yield_cpu
+from proxima.analysis.plan import Plan
+plan = Plan.model_validate_json(sys.stdin.read())
+started, stop = threading.Event(), threading.Event()
+other = threading.Thread(target=lambda: (started.set(), stop.wait()))
+other.start()
+started.wait()
+lowered = yield_cpu(plan)
+tids = os.listdir("/proc/self/task")
+print(lowered, sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in tids}))
+stop.set()
+"""
+
+
+@pytest.mark.parametrize(
+    ("size", "nice", "seen"),
+    [("small", "10", "False [0]"), ("other", "10", "True [10]"), ("other", "0", "False [0]")],
+)
+def test_a_work_pool_run_that_is_not_small_yields_the_cpu_to_small_ones(catalog, size, nice, seen):
+    """Where the stack sets ``large_run_nice``, a run outside the small lane lowers every
+    thread of its process to it; a small one, or a process without it, is left alone."""
+    import os
+    import subprocess
+    import sys
+
+    box = {**ERA5, "end": "2020-01-31", "bbox": [160, -30, -150, 30]}
+    selection = box if size == "small" else ERA5
+    _, plan = _plan({"selection": selection, "over": "time"})
+    out = subprocess.run(
+        [sys.executable, "-c", YIELDS],
+        input=plan.model_dump_json(),
+        env={**os.environ, "PROXIMA_LARGE_RUN_NICE": nice},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == seen
+
+
 def test_concurrent_runs_share_the_slots_and_each_gives_its_solo_answer(catalog):
     """Ten runs of mixed shapes at once on two regions of two slots each: the server's
     limits are never exceeded, some runs wait, every answer equals its solo answer."""

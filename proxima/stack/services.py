@@ -433,6 +433,8 @@ def build_services(config: StackConfig, settings: ProximaSettings) -> list[Servi
                 "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_query_seconds),
                 "PREFECT_WORKER_PREFETCH_SECONDS": "5",
                 "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+                # the worker's flow runs share the stack's two cores (flows.admission)
+                "PROXIMA_LARGE_RUN_NICE": "10",
             },
             after=["prefect-server"] if not config.prefect.url else [],
         )
