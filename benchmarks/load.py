@@ -107,9 +107,8 @@ def _suffix(request: dict[str, Any]) -> str:
 
 def _run(sub: Submission, name: str, results_dir: Path, env: dict[str, str]) -> None:
     """Send ``sub`` in its way as result ``name`` and wait for its end."""
-    from prefect.client.orchestration import get_client
-
     from flows.cross_region_analysis import analyze
+    from flows.progress import wait_run
     from flows.submit import submit_analysis
     from proxima.analysis.request import AnalysisRequest
 
@@ -136,11 +135,7 @@ def _run(sub: Submission, name: str, results_dir: Path, env: dict[str, str]) -> 
             sub.result_path = summary["result_path"]
             sub.waited_s = {r["region"]: r["waited_s"] for r in summary["regions"]}
         else:
-            run = submit_analysis(AnalysisRequest.model_validate(request), wait_seconds=0)
-            with get_client(sync_client=True) as client:  # run_deployment polls every 5 s
-                while not (run.state and run.state.is_final()):
-                    time.sleep(0.25)
-                    run = client.read_flow_run(run.id)
+            run = wait_run(submit_analysis(AnalysisRequest.model_validate(request)).id)
             if not run.state.is_completed():
                 raise RuntimeError(run.state.message if run.state else "no state")
             sub.result_path = str(results_dir / f"{name}{_suffix(request)}")
