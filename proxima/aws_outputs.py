@@ -1,6 +1,10 @@
-"""From CloudFormation stack outputs (`cdk deploy --outputs-file outputs.json`) to the
-block documents the flows read: DataRegion per data region, OpenSearchCatalog (SigV4)
-and ResultsStore (S3).
+"""From CloudFormation stack outputs to the block documents the flows read: DataRegion
+per data region (with its datasets), OpenSearchCatalog (SigV4) and ResultsStore (S3),
+and the ECS work pool's job template.
+
+The outputs are ``{stack: {OutputKey: OutputValue}}``: read from CloudFormation
+(``proxima aws-up``) or merged from ``cdk deploy --outputs-file`` files, one per
+deploy command (the CDK CLI writes only the stacks of the command that wrote it).
 """
 
 from __future__ import annotations
@@ -61,16 +65,33 @@ def _need(outputs: dict[str, str], stack: str, key: str) -> str:
         ) from None
 
 
-def _stacks(path: Path) -> dict[str, dict[str, str]]:
-    data: dict[str, dict[str, str]] = json.loads(path.read_text())
-    return data
+Stacks = dict[str, dict[str, str]]
 
 
-def _client(data: dict[str, dict[str, str]], path: Path, project: str) -> dict[str, str]:
+def read_outputs(paths: list[Path]) -> Stacks:
+    """The stacks of every ``cdk deploy --outputs-file`` JSON in ``paths``, merged.
+
+    Raises:
+        ConfigurationError: a file is unreadable, or two files disagree on a stack.
+    """
+    merged: Stacks = {}
+    for path in paths:
+        try:
+            data: Stacks = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot use {path}: {exc}") from exc
+        for stack, outputs in data.items():
+            if merged.get(stack, outputs) != outputs:
+                raise ConfigurationError(f"{path} gives stack {stack} other outputs than before")
+            merged[stack] = outputs
+    return merged
+
+
+def _client(data: Stacks, project: str) -> dict[str, str]:
     """The client stack's outputs (named in the error when missing)."""
     name = f"{project}-client"
     if name not in data:
-        raise ConfigurationError(f"{path} has no stack {name}; has: {sorted(data)}")
+        raise ConfigurationError(f"the outputs have no stack {name}; they have: {sorted(data)}")
     return data[name]
 
 
@@ -93,38 +114,51 @@ def _client_tls(tls: DaskTls | None, regions: list[dict[str, Any]]) -> dict[str,
 
 
 def blocks_from_outputs(
-    path: Path, project: str = "proxima", tls: DaskTls | None = None
+    data: Stacks,
+    project: str = "proxima",
+    tls: DaskTls | None = None,
+    datasets: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Block fields from an outputs file: {"regions": [...], "catalog": {...}, "results": {...}}.
+    """Block fields from stack outputs: {"regions": [...], "catalog": {...}, "results": {...}}.
 
     Args:
-        path: ``cdk deploy --outputs-file`` JSON.
+        data: The stacks' outputs (``read_outputs`` or CloudFormation).
         project: The stacks' name prefix.
         tls: The Dask client certificate (paths) for the TLS-only regional schedulers.
+        datasets: Each data region's datasets (infra/aws/config.yaml); a region without
+            any is refused, since its refresh would scan nothing.
 
     Raises:
-        ConfigurationError: a stack or an output the blocks need is missing.
+        ConfigurationError: a stack or an output the blocks need is missing, or a data
+            region has no datasets.
     """
-    data = _stacks(path)
     client_name = f"{project}-client"
-    client = _client(data, path, project)
-    regions = []
+    client = _client(data, project)
+    regions: list[dict[str, Any]] = []
     for stack, outputs in sorted(data.items()):
         prefix = f"{project}-data-"
         if not stack.startswith(prefix):
             continue
+        name = stack.removeprefix(prefix)
+        held = (datasets or {}).get(name)
+        if not held:
+            raise ConfigurationError(
+                f"no datasets for {name} (infra/aws/config.yaml data_regions): "
+                "its refresh would import and scan nothing"
+            )
         regions.append(
             {
-                "region": stack.removeprefix(prefix),
+                "region": name,
                 "scheduler_address": _need(outputs, stack, "SchedulerAddress"),
                 "dashboard_url": outputs.get("DashboardUrl"),
                 "mount": _need(outputs, stack, "FsxMount"),
                 "fsx_file_system_id": _need(outputs, stack, "FsxFileSystemId"),
                 "data_repository_uri": outputs.get("DataRepositoryUri", ""),
+                "datasets": held,
             }
         )
     if not regions:
-        raise ConfigurationError(f"{path} has no {project}-data-<region> stack")
+        raise ConfigurationError(f"the outputs have no {project}-data-<region> stack")
     credentials = _client_tls(tls, regions)
     regions = [r | credentials for r in regions]
     endpoint = _need(client, client_name, "OpenSearchEndpoint")
@@ -140,7 +174,7 @@ def blocks_from_outputs(
     }
 
 
-def ecs_work_pool_template(path: Path, project: str = "proxima") -> dict[str, Any]:
+def ecs_work_pool_template(data: Stacks, project: str = "proxima") -> dict[str, Any]:
     """The ECS work pool's base job template (prefect-aws's default, with the client
     stack's cluster, network, roles and image as the defaults): flow runs start in the
     private subnets as the analyst role; the catalog-refresh deployment sets
@@ -155,7 +189,7 @@ def ecs_work_pool_template(path: Path, project: str = "proxima") -> dict[str, An
     from prefect_aws.workers.ecs_worker import ECSWorker
 
     name = f"{project}-client"
-    outputs = _client(_stacks(path), path, project)
+    outputs = _client(data, project)
     template = ECSWorker.get_default_base_job_template()
     defaults = {
         "cluster": _need(outputs, name, "PrefectClusterArn"),

@@ -717,41 +717,70 @@ def aws_tls(
 @app.command("aws-blocks")
 @_user_errors
 def aws_blocks(
-    outputs: str = typer.Argument(..., help="`cdk deploy --outputs-file` JSON."),
-    project: str = typer.Option("proxima"),
+    outputs: list[str] = typer.Argument(
+        ..., help="`cdk deploy --outputs-file` JSON files (one per deploy command)."
+    ),
     tls_dir: str = typer.Option(
         None, help="The directory of `proxima aws-tls`: its client certificate."
     ),
 ) -> None:
-    """Save the DataRegion, OpenSearchCatalog and ResultsStore blocks from stack outputs."""
-    from pathlib import Path
-
-    from blocks import DataRegion, OpenSearchCatalog, ResultsStore
-    from proxima.aws_outputs import blocks_from_outputs, ecs_work_pool_template
+    """Save the DataRegion (with infra/aws/config.yaml's datasets), OpenSearchCatalog and
+    ResultsStore blocks from stack outputs, and create or update the ECS work pool.
+    """
+    from proxima import aws_runbook
+    from proxima.aws_outputs import blocks_from_outputs, ecs_work_pool_template, read_outputs
     from proxima.dask_tls import TlsFiles
-    from proxima.platform.blocks import CATALOG_BLOCK, RESULTS_BLOCK
 
+    infra = aws_runbook.Infra.load()
     tls = TlsFiles(directory=Path(tls_dir)).client() if tls_dir else None
-    try:
-        fields = blocks_from_outputs(Path(outputs), project, tls)
-    except (OSError, ValueError) as exc:
-        raise ProximaError(f"cannot use {outputs}: {exc}") from exc
-    for block in (DataRegion, OpenSearchCatalog, ResultsStore):
-        block.register_type_and_schema()
-    for region in fields["regions"]:
-        DataRegion(**region).save(region["region"], overwrite=True)
-        console.print(f"saved DataRegion {region['region']}")
-    OpenSearchCatalog(**fields["catalog"]).save(CATALOG_BLOCK, overwrite=True)
-    ResultsStore(**fields["results"]).save(RESULTS_BLOCK, overwrite=True)
-    console.print(f"saved {CATALOG_BLOCK} and {RESULTS_BLOCK}")
-    pool = ecs_work_pool_template(Path(outputs), project)
-    template = Path(outputs).with_name("ecs-work-pool.json")
-    template.write_text(json.dumps(pool["template"], indent=2))
-    console.print(
-        f"wrote {template}; create the pool with\n"
-        f"  prefect work-pool create {project}-ecs --type ecs --base-job-template {template}\n"
-        f"and give the catalog-refresh deployments the job variable "
-        f"task_role_arn={pool['refresh_role_arn']}"
+    stacks = read_outputs([Path(o) for o in outputs])
+    fields = blocks_from_outputs(stacks, infra.project, tls, infra.datasets())
+    aws_runbook.save_blocks(fields, console.print)
+    pool = ecs_work_pool_template(stacks, infra.project)
+    aws_runbook.ensure_work_pool(infra.pool, pool["template"])
+    console.print(f"work pool {infra.pool} created or updated with the stacks' job template")
+
+
+@app.command("aws-up")
+@_user_errors
+def aws_up(
+    tls_dir: str = typer.Option(..., help="The directory of `proxima aws-tls`."),
+    admin_role_arn: str = typer.Option(
+        None, help="The catalog's administrators (parameter CatalogAdminRoleArn)."
+    ),
+    deploy: bool = typer.Option(
+        True, "--deploy/--no-deploy", help="Run `cdk deploy` (or use the stacks there)."
+    ),
+    request_file: str = typer.Option(
+        None, "--request", help="An AnalysisRequest (JSON) to run once the refresh is started."
+    ),
+) -> None:
+    """From empty accounts to a first analysis (docs/aws.md): deploy the stacks, read
+    their outputs, save the blocks, create the ECS work pool, deploy the flows to the
+    Prefect this shell points at (PREFECT_API_URL), start a refresh and an analysis.
+    """
+    import boto3
+
+    from proxima import aws_runbook
+    from proxima.analysis.request import AnalysisRequest
+    from proxima.dask_tls import TlsFiles
+
+    request = None
+    if request_file:
+        try:
+            request = AnalysisRequest.model_validate_json(Path(request_file).read_text())
+        except ValidationError as exc:
+            raise ProximaError(f"cannot use {request_file}: {describe_invalid(exc)}") from exc
+        except OSError as exc:
+            raise ProximaError(f"cannot use {request_file}: {exc}") from exc
+    aws_runbook.up(
+        aws_runbook.Infra.load(),
+        TlsFiles(directory=Path(tls_dir)).client(),
+        lambda region: boto3.client("cloudformation", region_name=region),
+        console.print,
+        deploy=deploy,
+        admin_role_arn=admin_role_arn,
+        request=request,
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from proxima import dask_tls, opensearch
-from proxima.aws_outputs import DaskClusterSpec, blocks_from_outputs
+from proxima.aws_outputs import DaskClusterSpec, blocks_from_outputs, read_outputs
 from proxima.errors import ConfigurationError
 from tests import iam
 
@@ -71,13 +71,22 @@ OUTPUTS = {
 }
 
 
+DATASETS = {
+    "us-west-2": [
+        {"name": "cmip6", "kind": "cmip6", "bucket": "cmip6-pds", "start": "1850-01",
+         "end": "2100-12", "variables": ["tas"]}
+    ]
+}  # fmt: skip
+
+
 def test_blocks_from_stack_outputs(tmp_path):
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(OUTPUTS))
     with pytest.raises(ConfigurationError, match="TLS-only"):
-        blocks_from_outputs(path)  # a block without the client certificate cannot connect
+        # a block without the client certificate cannot connect
+        blocks_from_outputs(OUTPUTS, datasets=DATASETS)
+    with pytest.raises(ConfigurationError, match="no datasets for us-west-2"):
+        blocks_from_outputs(OUTPUTS)  # its refresh would scan nothing
     files = dask_tls.ensure_certificates(tmp_path / "tls", {"cluster": []})
-    out = blocks_from_outputs(path, tls=files.client())
+    out = blocks_from_outputs(OUTPUTS, tls=files.client(), datasets=DATASETS)
     assert out["regions"] == [
         {
             "region": "us-west-2",
@@ -86,6 +95,7 @@ def test_blocks_from_stack_outputs(tmp_path):
             "mount": "/fsx",
             "fsx_file_system_id": "fs-0123456789abcdef0",
             "data_repository_uri": "s3://cmip6-pds",
+            "datasets": DATASETS["us-west-2"],
             "tls_ca_file": files.ca.read_text(),
             "tls_client_cert": files.cert("client").read_text(),
             "tls_client_key": files.key("client").read_text(),
@@ -103,6 +113,21 @@ def test_blocks_from_stack_outputs(tmp_path):
     DataRegion(**out["regions"][0])  # the fields are exactly the blocks' own
     OpenSearchCatalog(**out["catalog"])
     ResultsStore(**out["results"])
+
+
+def test_the_outputs_of_several_deploy_commands_are_merged(tmp_path):
+    """`cdk deploy --outputs-file` writes only its own command's stacks: the client's
+    and the data regions' files together are the whole platform."""
+    client, data = tmp_path / "outputs-client.json", tmp_path / "outputs-data.json"
+    client.write_text(json.dumps({"proxima-client": OUTPUTS["proxima-client"]}))
+    data.write_text(json.dumps({"proxima-data-us-west-2": OUTPUTS["proxima-data-us-west-2"]}))
+    assert read_outputs([client, data]) == OUTPUTS
+    with pytest.raises(ConfigurationError, match="no stack proxima-client"):
+        blocks_from_outputs(read_outputs([data]), datasets=DATASETS)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"proxima-client": {"ResultsBucket": "another"}}))
+    with pytest.raises(ConfigurationError, match="other outputs"):
+        read_outputs([client, other])
 
 
 def test_the_ecs_dask_commands_run_a_tls_cluster_that_only_the_client_block_reaches(tmp_path):
@@ -153,21 +178,16 @@ def test_the_ecs_dask_commands_run_a_tls_cluster_that_only_the_client_block_reac
         for name in ("Scheduler", "Worker")
     ]
     try:
-        outputs = tmp_path / "outputs.json"
-        outputs.write_text(
-            json.dumps(
-                {
-                    **OUTPUTS,
-                    "proxima-data-us-west-2": {
-                        **OUTPUTS["proxima-data-us-west-2"],
-                        "SchedulerAddress": f"tls://127.0.0.1:{port}",
-                    },
-                }
-            )
-        )
+        outputs = {
+            **OUTPUTS,
+            "proxima-data-us-west-2": {
+                **OUTPUTS["proxima-data-us-west-2"],
+                "SchedulerAddress": f"tls://127.0.0.1:{port}",
+            },
+        }
         from blocks import DataRegion
 
-        fields = blocks_from_outputs(outputs, tls=files.client())["regions"][0]
+        fields = blocks_from_outputs(outputs, tls=files.client(), datasets=DATASETS)["regions"][0]
         region = region_from_block(DataRegion(**fields))
         with Client(
             region.scheduler_address, security=region.dask_security(), timeout=60
@@ -184,12 +204,12 @@ def test_the_ecs_dask_commands_run_a_tls_cluster_that_only_the_client_block_reac
     assert (tmp_path / "tls-Worker" / "key.pem").stat().st_mode & 0o077 == 0
 
 
-def test_the_ecs_work_pool_template_runs_flows_on_the_stacks_resources(tmp_path, stacks_outputs):
+def test_the_ecs_work_pool_template_runs_flows_on_the_stacks_resources():
     from prefect_aws.workers.ecs_worker import ECSJobConfiguration
 
     from proxima.aws_outputs import ecs_work_pool_template
 
-    pool = ecs_work_pool_template(stacks_outputs)
+    pool = ecs_work_pool_template(OUTPUTS)
     assert pool["refresh_role_arn"] == OUTPUTS["proxima-client"]["RefreshRoleArn"]
     defaults = {k: v.get("default") for k, v in pool["template"]["variables"]["properties"].items()}
     assert defaults["cluster"] == OUTPUTS["proxima-client"]["PrefectClusterArn"]
@@ -212,20 +232,11 @@ def test_the_ecs_work_pool_template_runs_flows_on_the_stacks_resources(tmp_path,
     assert set(ECSJobConfiguration.model_fields) >= set(pool["template"]["job_configuration"])
 
 
-@pytest.fixture
-def stacks_outputs(tmp_path) -> Path:
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(OUTPUTS))
-    return path
-
-
-def test_missing_output_is_named(tmp_path):
+def test_missing_output_is_named():
     broken = json.loads(json.dumps(OUTPUTS))
     del broken["proxima-data-us-west-2"]["FsxMount"]
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(broken))
     with pytest.raises(ConfigurationError, match="no output FsxMount"):
-        blocks_from_outputs(path)
+        blocks_from_outputs(broken, datasets=DATASETS)
 
 
 def test_cloud_cluster_uses_existing_resources_only():

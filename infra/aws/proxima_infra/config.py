@@ -12,6 +12,8 @@ from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 from pydantic import BaseModel, Field, model_validator
 
+from proxima.config import DatasetConfig
+
 
 class ClientRegion(BaseModel):
     """Where the scientist, the catalog and Prefect's ECS worker live."""
@@ -32,11 +34,21 @@ class DataRegion(BaseModel):
 
     region: str
     cidr: str
-    buckets: list[str] = Field(min_length=1)
+    datasets: list[DatasetConfig] = Field(
+        min_length=1,
+        description="What the region's buckets hold, as the local stack declares it: the "
+        "FSx file system links each bucket, and the region's DataRegion block carries the "
+        "list (the catalog refresh scans by it).",
+    )
     fsx_path: str = "/fsx"
     fsx_storage_gib: int = Field(default=1200, ge=1200)
     workers: int = Field(default=2, ge=1, le=100)
     instance_type: str = "r6i.2xlarge"
+
+    @property
+    def buckets(self) -> list[str]:
+        """The dataset buckets, each once, in the order first declared."""
+        return list(dict.fromkeys(d.bucket for d in self.datasets))
 
 
 class InfraConfig(BaseModel):
