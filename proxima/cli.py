@@ -711,7 +711,7 @@ def aws_tls(
             f"  aws secretsmanager create-secret --region {name} --name {project}/dask-tls "
             f"--secret-string file://{secret}"
         )
-    console.print(f"then: proxima aws-blocks outputs.json --tls-dir {directory}")
+    console.print(f"then: proxima aws-up --tls-dir {directory} --admin-role-arn …")
 
 
 @app.command("aws-blocks")
