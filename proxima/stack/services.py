@@ -54,7 +54,8 @@ class Service:
 
 # What a flow run imports before its first line, and what it imports later on first
 # use (the blocks' prefect-aws, xarray's dask.array check, the result's writer and its
-# plot): the launcher imports it once. Lazily, that was 79 % of a small run's CPU.
+# plot, the encoder and graph helpers Prefect's engine takes at a subflow's start): the
+# launcher imports it once. Lazily, that was 79 % of a small run's CPU.
 PRELOADED = (
     "prefect.engine",
     "flows.cross_region_analysis",
@@ -62,6 +63,8 @@ PRELOADED = (
     "proxima.platform.blocks",
     "dask.array",
     "h5netcdf",
+    "fastapi.encoders",
+    "prefect.utilities.visualization",
     "proxima.analysis.results:warm_up",
 )
 
