@@ -234,14 +234,20 @@ def test_the_minimal_profile_costs_nothing_it_need_not(synth):
     )
 
 
-def test_the_production_profile_synthesizes_clean_with_dedicated_masters(tmp_path):
-    raw = load().model_dump()
-    raw["profile"] = "production"
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    """The production profile's app, synthesized (unsuppressed cdk-nag findings would
+    fail it)."""
     from proxima_infra.config import InfraConfig
 
-    app = infra_app.build(InfraConfig.model_validate(raw), outdir=str(tmp_path))
-    app.synth()  # unsuppressed cdk-nag findings would fail it
-    stacks = _stacks(app)
+    raw = load().model_dump() | {"profile": "production"}
+    app = infra_app.build(InfraConfig.model_validate(raw), outdir=str(tmp_path_factory.mktemp("p")))
+    app.synth()
+    return _stacks(app)
+
+
+def test_the_production_profile_synthesizes_clean_with_dedicated_masters(production):
+    stacks = production
     client = Template.from_stack(stacks["proxima-client"])
     client.has_resource_properties(
         "AWS::OpenSearchService::Domain",
@@ -455,3 +461,24 @@ def test_the_stac_api_runs_in_the_client_region_reading_the_catalog_as_an_analys
     assert cidrs and not cidrs & set(OPEN)
     assert {rule["FromPort"] for rule in sg["SecurityGroupIngress"]} == {8090}
     assert "StacApiUrl" in client.find_outputs("*")
+
+
+def test_the_docs_cost_table_is_what_the_synthesized_stacks_cost(synth, production):
+    """docs/aws.md's idle totals are the sums over the templates at prices.yaml's list
+    prices: a stack that gains a host, a NAT gateway or a bigger file system changes
+    the sum, and this fails until the table is printed again."""
+    from proxima_infra import costs
+
+    stacks, _ = synth
+    profiles = {
+        "minimal": {n: (s.region, Template.from_stack(s).to_json()) for n, s in stacks.items()},
+        "production": {
+            n: (s.region, Template.from_stack(s).to_json()) for n, s in production.items()
+        },
+    }
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "aws.md").read_text()
+    assert costs.table(profiles) in docs
+    # 4 workers of 4 vCPU / 30 GB and the scheduler: 2 workers a host, the scheduler alone
+    assert (
+        costs.hosts_for([(4096, 30000)] * 4 + [(1024, 4096)], {"cpu": 8192, "memory": 63000}) == 3
+    )
