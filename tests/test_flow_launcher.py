@@ -82,3 +82,36 @@ def test_preloading_what_starts_threads_is_refused(tmp_path):
     )
     assert done.returncode != 0
     assert "started threads" in done.stderr and "cannot fork" in done.stderr
+
+
+def test_a_preload_may_name_a_warm_up_that_runs_once_before_any_child(tmp_path):
+    """``module:function`` imports the module and calls the function in the launcher:
+    what it loads (a font cache, a first plot) every child then shares."""
+    module = tmp_path / "warm_module.py"
+    marker = tmp_path / "warmed"
+    module.write_text(
+        "from pathlib import Path\n"
+        f"MARKER = Path({str(marker)!r})\n"
+        "def warm():\n"
+        "    MARKER.write_text(str(int(MARKER.read_text()) + 1) if MARKER.exists() else '1')\n"
+    )
+    sock, log = tmp_path / "l.sock", tmp_path / "launcher.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*LAUNCHER, "serve", str(sock), "--preload", "prefect.engine", "warm_module:warm"],
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not unix_socket_answers(sock):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        _launch(sock, "not-a-flow-run-id", tmp_path)
+        assert marker.read_text() == "1"  # once, in the launcher, not again in the child
+        assert "(2 modules preloaded)" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
