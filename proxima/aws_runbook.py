@@ -99,21 +99,18 @@ def _run(argv: list[str], cwd: Path) -> str:
 
 def cdk_deploy(infra: Infra, admin_role_arn: str, outputs: Callable[[], Stacks], cdk: str) -> None:
     """Deploy the client stack, then each data region's with the client's outputs."""
-    never = ["--require-approval", "never"]
-    _run(
-        [cdk, "deploy", infra.client_stack, *never, "--parameters",
-         f"CatalogAdminRoleArn={admin_role_arn}"],
-        INFRA_DIR,
-    )  # fmt: skip
+
+    def deploy(stack: str, parameters: dict[str, str]) -> None:
+        given = [a for k, v in parameters.items() for a in ("--parameters", f"{k}={v}")]
+        _run([cdk, "deploy", stack, "--require-approval", "never", *given], INFRA_DIR)
+
+    deploy(infra.client_stack, {"CatalogAdminRoleArn": admin_role_arn})
     client = outputs()[infra.client_stack]
     for stack in list(infra.stacks)[1:]:
-        parameters = [
-            f"ClientVpcId={client['ClientVpcId']}",
-            f"ClientRouteTableIds={client['ClientRouteTableIds']}",
-            f"CatalogDomainArn={client['CatalogDomainArn']}",
-        ]
-        _run([cdk, "deploy", stack, *never, *(a for p in parameters for a in ("--parameters", p))],
-             INFRA_DIR)  # fmt: skip
+        deploy(
+            stack,
+            {k: client[k] for k in ("ClientVpcId", "ClientRouteTableIds", "CatalogDomainArn")},
+        )
 
 
 def stack_outputs(infra: Infra, cloudformation: Callable[[str], Any]) -> Stacks:

@@ -43,7 +43,7 @@ REQUEST = json.loads(
 )
 
 
-def _value(stack: str, region: str, key: str) -> str:
+def _value(region: str, key: str) -> str:
     if key == "SchedulerAddress":
         return f"tls://scheduler.{region}.proxima.internal:8786"
     if key == "DashboardUrl":
@@ -82,10 +82,16 @@ def aws():
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def created(aws) -> dict[str, dict[str, str]]:
+    """The stacks in moto, as `cdk deploy` leaves them; {stack: outputs}."""
+    return _create_stacks(aws)
+
+
 def _create_stacks(cloudformation: Any) -> dict[str, dict[str, str]]:
     created = {}
     for name, (region, template) in iam.synthesized().items():
-        outputs = {k: _value(name, region, k) for k in template["Outputs"]}
+        outputs = {k: _value(region, k) for k in template["Outputs"]}
         body = {
             "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
             "Outputs": {k: {"Value": v} for k, v in outputs.items()},
@@ -102,7 +108,31 @@ def test_a_stack_that_is_not_there_is_named(aws):
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse")
-def test_aws_up_takes_the_stacks_to_a_first_analysis(aws, tmp_path, monkeypatch):
+def test_the_data_stacks_are_deployed_with_the_client_stacks_outputs(aws, created, tmp_path):
+    """`cdk deploy` (a stand-in that records its arguments) for the client stack first,
+    then each data region's, given the client's outputs as its parameters."""
+    import stat
+
+    calls = tmp_path / "calls"
+    cdk = tmp_path / "cdk"
+    cdk.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    cdk.chmod(cdk.stat().st_mode | stat.S_IEXEC)
+    infra = aws_runbook.Infra.load()
+    admin = f"arn:aws:iam::{ACCOUNT}:role/admins"
+    aws_runbook.cdk_deploy(infra, admin, lambda: aws_runbook.stack_outputs(infra, aws), str(cdk))
+    first, *data = calls.read_text().splitlines()
+    never = "--require-approval never"
+    assert first == f"deploy proxima-client {never} --parameters CatalogAdminRoleArn={admin}"
+    client = created["proxima-client"]
+    assert data == [
+        f"deploy proxima-data-{r.region} {never} --parameters ClientVpcId={client['ClientVpcId']}"
+        f" --parameters ClientRouteTableIds={client['ClientRouteTableIds']}"
+        f" --parameters CatalogDomainArn={client['CatalogDomainArn']}"
+        for r in infra.data_regions
+    ]
+
+
+def test_aws_up_takes_the_stacks_to_a_first_analysis(aws, created, tmp_path, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
@@ -110,7 +140,6 @@ def test_aws_up_takes_the_stacks_to_a_first_analysis(aws, tmp_path, monkeypatch)
 
     from blocks import DataRegion
 
-    created = _create_stacks(aws)
     infra = aws_runbook.Infra.load()
     files = dask_tls.ensure_certificates(tmp_path / "tls", {"cluster": []})
     said: list[str] = []
