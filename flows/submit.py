@@ -36,15 +36,26 @@ def submit_analysis(
 
     Returns:
         The flow run (in its final state when waited for).
+
+    Raises:
+        ProximaError: the deployment is not registered with this Prefect.
     """
+    from prefect.exceptions import ObjectNotFound
+
     parameters: dict[str, Any] = {"request": request.model_dump(mode="json")}
-    run: FlowRun = run_deployment(  # type: ignore[assignment]
-        name=deployment,
-        parameters=parameters,
-        idempotency_key=idempotency_key,
-        timeout=wait_seconds,
-        as_subflow=False,
-    )
+    try:
+        run: FlowRun = run_deployment(  # type: ignore[assignment]
+            name=deployment,
+            parameters=parameters,
+            idempotency_key=idempotency_key,
+            timeout=wait_seconds,
+            as_subflow=False,
+        )
+    except ObjectNotFound:
+        raise ProximaError(
+            f"no deployment {deployment} on this Prefect server: run `proxima deploy` "
+            "(or `proxima analyze --here` to run in this process)"
+        ) from None
     return run
 
 

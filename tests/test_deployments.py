@@ -210,3 +210,16 @@ def test_a_short_schedule_produces_a_completed_run(deployed):
 
     run = asyncio.run(scenario())
     assert run is not None, "no scheduled catalog-refresh run completed within 180 s"
+
+
+def test_a_missing_deployment_is_named_with_what_to_do(deployed):
+    from flows.submit import submit_analysis
+    from proxima.analysis.request import AnalysisRequest
+    from proxima.errors import ProximaError
+
+    with pytest.raises(
+        ProximaError, match=r"no deployment cross-region-analysis/absent.*proxima deploy"
+    ):
+        submit_analysis(
+            AnalysisRequest.model_validate(REQUEST), deployment="cross-region-analysis/absent"
+        )
