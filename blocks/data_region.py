@@ -54,6 +54,11 @@ class DataRegion(Block):
         default_factory=list,
         description="Datasets held (name, kind, bucket, ...), as in the stack configuration.",
     )
+    ecs_worker_service: str | None = Field(
+        default=None,
+        description="AWS: the region's Dask worker service as 'cluster/service', scaled "
+        "to none when idle; a flow run sets it to `workers` tasks before computing there.",
+    )
     fsx_file_system_id: str | None = Field(
         default=None,
         description="FSx file system id; when set, imports run as FSx data repository tasks.",

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run as prefect_flow_run
 
 from flows.admission import Held, ensure_limits, region_slot, yield_cpu
 from flows.progress import Say, reporter, run_watched
-from flows.runners import on_cluster, on_region, region_cluster
+from flows.runners import on_cluster, on_region, region_cluster, wake
 from proxima import opensearch
 from proxima.admission import memory
 from proxima.analysis import results
@@ -110,6 +110,7 @@ async def _run_region(
 ) -> RegionOutcome:
     subflow = on_region(analyze_region, region, f"analyze-{region.name}")
     try:
+        await asyncio.to_thread(wake, region)  # its workers boot while the run waits for a slot
         async with region_slot(region, share, held) as slot:
             out = await subflow(region=region, spec=share.spec, reuse=reuse)
     except TransferCapExceeded:

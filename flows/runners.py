@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import Flow
+from prefect import Flow, get_run_logger
 from prefect_dask import DaskTaskRunner
 
+from proxima import ecs
 from proxima.aws_outputs import DaskClusterSpec
 from proxima.errors import ConfigurationError
 from proxima.platform import Region
@@ -81,10 +82,22 @@ def on_region(flow: Flow[P, R], region: Region, name: str) -> Flow[P, R]:
     return bound
 
 
+def wake(region: Region) -> None:
+    """Ask for ``region``'s workers if its worker service was scaled in (AWS, minimal
+    profile; nothing elsewhere): the run's tasks then wait on the scheduler for them.
+    """
+    if ecs.wake_workers(region):
+        get_run_logger().info(
+            f"{region.name}: its worker service was idle; asked for {region.workers} "
+            "workers (a cold start takes minutes: hosts boot and mount FSx)"
+        )
+
+
 def run_regional_subflow(flow: Flow[..., Any], region: Region, name: str, **parameters: Any) -> Any:
     """Call ``flow`` as a subflow :func:`on_region` (an asynchronous flow runs to
-    completion on this thread's own event loop).
+    completion on this thread's own event loop), its region's workers woken first.
     """
+    wake(region)
     out = on_region(flow, region, name)(region=region, **parameters)
     if inspect.iscoroutine(out):
         return asyncio.run(out)

@@ -153,6 +153,8 @@ def blocks_from_outputs(
                 "dashboard_url": outputs.get("DashboardUrl"),
                 "mount": _need(outputs, stack, "FsxMount"),
                 "fsx_file_system_id": _need(outputs, stack, "FsxFileSystemId"),
+                "ecs_worker_service": _need(outputs, stack, "EcsWorkerService"),
+                "workers": int(_need(outputs, stack, "Workers")),
                 "data_repository_uri": outputs.get("DataRepositoryUri", ""),
                 "datasets": held,
             }

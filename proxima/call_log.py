@@ -75,7 +75,9 @@ def watch(client: Any) -> Any:
     """Record every operation of a boto3 client (returns the client)."""
 
     def on_call(model: Any, params: dict[str, Any], **_: Any) -> None:
-        named = {k: params[k] for k in ("Bucket", "Key", "FileSystemId", "TaskIds") if k in params}
+        keys = ("Bucket", "Key", "FileSystemId", "TaskIds", "cluster", "service", "services")
+        named = {k: params[k] for k in keys if k in params}
+        named["region"] = client.meta.region_name  # ECS's ARNs name the region acted on
         record("aws", f"{model.service_model.service_name}:{model.name}", json.dumps(named))
 
     # on the API's own parameters, before any handler could answer the call itself

@@ -183,4 +183,8 @@ def required(call: dict[str, Any], region: str) -> list[tuple[str, str]]:
         ]
     if operation == "fsx:DescribeDataRepositoryTasks":
         return [(operation, "*")]
+    if operation in ("ecs:DescribeServices", "ecs:UpdateService"):
+        services = named.get("services") or [named["service"]]
+        base = f"arn:aws:ecs:{named['region']}:{ACCOUNT}:service/{named['cluster']}"
+        return [(operation, f"{base}/{s}") for s in services]
     raise AssertionError(f"no IAM requirements known for {operation}: add them to tests/iam.py")

@@ -10,6 +10,7 @@ call must be allowed by the synthesized policy of the role that makes it on AWS:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -183,6 +184,50 @@ def test_the_fsx_import_of_a_region_is_allowed_to_its_workers(roles, settings, c
         "fsx:DescribeDataRepositoryTasks",
     }
     assert not _denied(roles, made)
+
+
+@pytest.mark.parametrize("who", ["analyst", "refresh"])
+def test_a_run_may_wake_each_regions_workers_and_only_those(roles, settings, config, tmp_path, who):
+    """The minimal profile scales each region's worker service to none when idle; an
+    analysis or a refresh sets it back to the region's worker count (proxima/ecs.py),
+    and does nothing when the workers are up."""
+    import boto3
+
+    from proxima import ecs
+
+    made = []
+    for name in ("us-east-1", "us-west-2"):
+        region = (
+            from_stack(config, settings)
+            .region(name)
+            .model_copy(
+                update={
+                    "ecs_worker_service": f"proxima-{name}/proxima-{name}-workers",
+                    "workers": 4,
+                }
+            )
+        )
+        client = boto3.client(
+            "ecs", region_name=name, aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        service = {"serviceName": f"proxima-{name}-workers", "desiredCount": 0}
+        with Stubber(client) as stub, call_log.recording(tmp_path / name):
+            stub.add_response("describe_services", {"services": [service]})
+            stub.add_response(
+                "update_service",
+                {"service": service | {"desiredCount": 4}},
+                {"cluster": f"proxima-{name}", "service": f"proxima-{name}-workers",
+                 "desiredCount": 4},
+            )  # fmt: skip
+            assert ecs.wake_workers(region, client)
+            stub.add_response("describe_services", {"services": [service | {"desiredCount": 4}]})
+            assert not ecs.wake_workers(region, client)  # already up: no update
+            stub.assert_no_pending_responses()
+        made += [(who, c) for c in call_log.read(tmp_path / name)]
+    assert [c["action"] for _, c in made].count("ecs:UpdateService") == 2
+    assert not _denied(roles, made)
+    elsewhere = json.loads(made[0][1]["resource"]) | {"cluster": "other", "services": ["other"]}
+    assert _denied(roles, [(who, made[0][1] | {"resource": json.dumps(elsewhere)})])
 
 
 # What prefect-aws's ECS worker calls to start and watch a flow run (it cannot run here

@@ -364,8 +364,11 @@ def test_the_services_wait_for_the_capacity_provider_association(synth, region):
     data = t[f"proxima-data-{region}"]
     (association,) = data.find_resources("AWS::ECS::ClusterCapacityProviderAssociations")
     services = data.find_resources("AWS::ECS::Service")
-    assert len(services) == 2
-    for name, service in services.items():
+    on_hosts = {
+        n: s for n, s in services.items() if s["Properties"].get("CapacityProviderStrategy")
+    }
+    assert len(services) == 2 and len(on_hosts) == 1  # the scheduler is on Fargate
+    for name, service in on_hosts.items():
         assert association in service.get("DependsOn", []), name
 
 
@@ -482,3 +485,74 @@ def test_the_docs_cost_table_is_what_the_synthesized_stacks_cost(synth, producti
     assert (
         costs.hosts_for([(4096, 30000)] * 4 + [(1024, 4096)], {"cpu": 8192, "memory": 63000}) == 3
     )
+
+
+CPU_METRIC = "ECSServiceAverageCPUUtilization"
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-west-2"])
+def test_the_minimal_profiles_workers_scale_to_none_when_idle(synth, production, region):
+    """Minimal: the worker service starts at none, Application Auto Scaling brings it
+    back to none after idle CPU, a run sets it up to `workers` (proxima/ecs.py); the
+    scheduler runs on Fargate without /fsx, so no host stays up for it. Production keeps
+    its workers. The outputs give the blocks the service and the count."""
+    _, t = synth
+    data, cfg = (
+        t[f"proxima-data-{region}"],
+        next(r for r in load().data_regions if r.region == region),
+    )
+    workers = next(
+        r
+        for r in data.find_resources("AWS::ECS::Service").values()
+        if r["Properties"].get("ServiceName") == f"proxima-{region}-workers"
+    )
+    assert workers["Properties"]["DesiredCount"] == 0
+    data.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "MinCapacity": 0,
+            "MaxCapacity": cfg.workers,
+            "ScalableDimension": "ecs:service:DesiredCount",
+        },
+    )
+    data.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {"PredefinedMetricSpecification": {"PredefinedMetricType": CPU_METRIC}}
+            )
+        },
+    )
+    data.has_resource_properties("AWS::ECS::Service", {"LaunchType": "FARGATE"})
+    scheduler = next(
+        r
+        for r in data.find_resources("AWS::ECS::TaskDefinition").values()
+        if r["Properties"]["ContainerDefinitions"][0]["Name"] == "Scheduler"
+    )
+    assert scheduler["Properties"]["RequiresCompatibilities"] == ["FARGATE"]
+    assert not scheduler["Properties"]["ContainerDefinitions"][0].get("MountPoints")
+    outputs = data.to_json()["Outputs"]
+    assert outputs["Workers"]["Value"] == str(cfg.workers)
+    busy = Template.from_stack(production[f"proxima-data-{region}"])
+    busy.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
+    busy.has_resource_properties(
+        "AWS::ECS::Service",
+        {"ServiceName": f"proxima-{region}-workers", "DesiredCount": cfg.workers},
+    )
+
+
+def test_analyses_and_refreshes_may_wake_the_worker_services(synth):
+    from tests.iam import role_named
+
+    stacks, t = synth
+    client = t["proxima-client"].to_json()
+    region = stacks["proxima-client"].region
+    for name in ("AnalystRole", "RefreshRole"):
+        role = role_named("proxima-client", client, name, region)
+        for r in load().data_regions:
+            service = f"proxima-{r.region}/proxima-{r.region}-workers"
+            arn = f"arn:aws:ecs:{r.region}:{iam.ACCOUNT}:service/{service}"
+            assert role.allows("ecs:UpdateService", arn), (name, r.region)
+        assert not role.allows(
+            "ecs:UpdateService", f"arn:aws:ecs:us-east-1:{iam.ACCOUNT}:service/x/y"
+        )

@@ -67,6 +67,8 @@ OUTPUTS = {
         "FsxMount": "/fsx",
         "FsxFileSystemId": "fs-0123456789abcdef0",
         "DataRepositoryUri": "s3://cmip6-pds",
+        "EcsWorkerService": "proxima-us-west-2/proxima-us-west-2-workers",
+        "Workers": "4",
     },
 }
 
@@ -95,6 +97,8 @@ def test_blocks_from_stack_outputs(tmp_path):
             "mount": "/fsx",
             "fsx_file_system_id": "fs-0123456789abcdef0",
             "data_repository_uri": "s3://cmip6-pds",
+            "ecs_worker_service": "proxima-us-west-2/proxima-us-west-2-workers",
+            "workers": 4,
             "datasets": DATASETS["us-west-2"],
             "tls_ca_file": files.ca.read_text(),
             "tls_client_cert": files.cert("client").read_text(),

@@ -48,6 +48,10 @@ def _value(region: str, key: str) -> str:
         return f"tls://scheduler.{region}.proxima.internal:8786"
     if key == "DashboardUrl":
         return f"http://scheduler.{region}.proxima.internal:8787/status"
+    if key == "EcsWorkerService":
+        return f"proxima-{region}/proxima-{region}-workers"
+    if key == "Workers":
+        return "4"
     if key == "DataRepositoryUri":
         infra = aws_runbook.Infra.load()
         (mine,) = [r for r in infra.data_regions if r.region == region]
@@ -166,6 +170,7 @@ def test_aws_up_takes_the_stacks_to_a_first_analysis(aws, created, tmp_path, mon
         assert block.datasets == [d.model_dump() for d in region.datasets]
         stack = created[f"proxima-data-{region.region}"]
         assert block.scheduler_address == stack["SchedulerAddress"]
+        assert block.ecs_worker_service == stack["EcsWorkerService"] and block.workers == 4
         assert block.tls_client_cert == files.cert("client").read_text()
     # the pool: the stacks' resources, the second run's template over a stale one
     variables = pool.base_job_template["variables"]["properties"]

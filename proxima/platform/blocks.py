@@ -81,6 +81,7 @@ def region_from_block(block: DataRegion) -> Region:
         s3_endpoint=block.s3_endpoint,
         datasets=[DatasetConfig.model_validate(d) for d in block.datasets],
         fsx_file_system_id=block.fsx_file_system_id,
+        ecs_worker_service=block.ecs_worker_service,
         workers=block.workers,
         threads_per_worker=block.threads_per_worker,
         worker_memory_bytes=block.worker_memory_bytes,

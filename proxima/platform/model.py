@@ -34,6 +34,10 @@ class Region(BaseModel):
         default=None, description="The data repository's S3 endpoint (None: AWS's own)."
     )
     datasets: list[DatasetConfig] = Field(default_factory=list)
+    ecs_worker_service: str | None = Field(
+        default=None,
+        description="AWS: the Dask worker service ('cluster/service') a run wakes.",
+    )
     fsx_file_system_id: str | None = Field(
         default=None, description="When set, imports run as FSx data repository tasks."
     )

@@ -19,7 +19,12 @@ from constructs import Construct
 
 from proxima_infra import catalog_access
 from proxima_infra.catalog_roles import CatalogRoles
-from proxima_infra.config import InfraConfig, container_image
+from proxima_infra.config import (
+    InfraConfig,
+    cluster_name,
+    container_image,
+    worker_service_name,
+)
 from proxima_infra.network import vpc_with_flow_logs
 
 
@@ -173,6 +178,25 @@ class ClientRegionStack(Stack):
         ):
             for statement in catalog_access.statements(domain.domain_arn, cfg.project, caller):
                 role.add_to_principal_policy(statement)
+        # A flow run wakes each data region's worker service (scaled to none when idle)
+        # before it computes there (proxima/ecs.py)
+        worker_services = [
+            self.format_arn(
+                service="ecs",
+                region=r.region,
+                resource="service",
+                resource_name=f"{cluster_name(cfg.project, r.region)}/"
+                f"{worker_service_name(cfg.project, r.region)}",
+            )
+            for r in cfg.data_regions
+        ]
+        for role in (analyst_role, refresh_role):
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["ecs:DescribeServices", "ecs:UpdateService"],
+                    resources=worker_services,
+                )
+            )
 
         access_logs = s3.Bucket(
             self,

@@ -112,6 +112,16 @@ def container_image(scope: Construct, cfg: InfraConfig) -> tuple[ecs.ContainerIm
     return ecs.ContainerImage.from_docker_image_asset(asset), asset.image_uri
 
 
+def cluster_name(project: str, region: str) -> str:
+    """The data region's ECS cluster (a fixed name: the client stack grants on it)."""
+    return f"{project}-{region}"
+
+
+def worker_service_name(project: str, region: str) -> str:
+    """The data region's Dask worker service, which flow runs wake (a fixed name)."""
+    return f"{project}-{region}-workers"
+
+
 def load(path: Path | None = None) -> InfraConfig:
     """Read and validate the configuration file."""
     path = path or Path(__file__).resolve().parents[1] / "config.yaml"

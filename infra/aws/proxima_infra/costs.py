@@ -90,14 +90,29 @@ def _opensearch(stack: str, domain: dict[str, Any], p: dict[str, Any], h: float)
     return out
 
 
-def _ecs(stack: str, template: dict[str, Any], p: dict[str, Any], h: float) -> list[Line]:
+def _scaled_to(template: dict[str, Any], service_id: str) -> int | None:
+    """The most tasks Application Auto Scaling may give the service (None: not scaled)."""
+    for target in _by_type(template, "AWS::ApplicationAutoScaling::ScalableTarget").values():
+        if service_id in str(target["Properties"].get("ResourceId")):
+            return int(target["Properties"]["MaxCapacity"])
+    return None
+
+
+def _ecs(
+    stack: str, template: dict[str, Any], p: dict[str, Any], h: float, busy: bool = False
+) -> list[Line]:
+    """The ECS services' cost: idle (their desired counts), or ``busy`` (every scaled
+    service at its maximum, as while analyses run).
+    """
     definitions = _by_type(template, "AWS::ECS::TaskDefinition")
     out: list[Line] = []
     on_hosts: list[tuple[int, int]] = []
-    for service in _by_type(template, "AWS::ECS::Service").values():
+    for service_id, service in _by_type(template, "AWS::ECS::Service").items():
         props = service["Properties"]
         size = _task_size(definitions[_ref(props["TaskDefinition"])])
         count = int(props.get("DesiredCount", 1))
+        if busy:
+            count = _scaled_to(template, service_id) or count
         if props.get("LaunchType") == "FARGATE":
             per_task = size[0] / 1024 * p["hourly"]["fargate_vcpu"]
             per_task += size[1] / 1024 * p["hourly"]["fargate_gb"]
@@ -115,13 +130,17 @@ def _ecs(stack: str, template: dict[str, Any], p: dict[str, Any], h: float) -> l
         disk = sum(int(b["Ebs"]["VolumeSize"]) for b in data.get("BlockDeviceMappings", []))
         out.append(
             Line(
-                f"EC2 {hosts} × {kind} (Dask: {len(on_hosts)} tasks always on)",
+                f"EC2 {hosts} × {kind} (Dask: {len(on_hosts)} worker tasks)",
                 stack,
                 hosts * p["hourly"]["ec2"][kind] * h,
             )
         )
         out.append(
-            Line(f"EBS {hosts} × {disk} GB gp3", stack, hosts * disk * p["monthly"]["ebs_gp3_gb"])
+            Line(
+                f"EBS {hosts} × {disk} GB gp3",
+                stack,
+                hosts * disk * p["monthly"]["ebs_gp3_gb"] * h / p["hours_per_month"],
+            )
         )
     return out
 
@@ -152,8 +171,20 @@ def lines(templates: dict[str, tuple[str, dict[str, Any]]], prices: dict[str, An
     return out
 
 
+def busy_hourly(templates: dict[str, tuple[str, dict[str, Any]]], prices: dict[str, Any]) -> float:
+    """What an hour with every region's workers up costs beyond an idle hour."""
+    extra = 0.0
+    for stack, (_, template) in templates.items():
+        idle = _ecs(stack, template, prices, 1.0)
+        busy = _ecs(stack, template, prices, 1.0, busy=True)
+        extra += sum(x.monthly for x in busy) - sum(x.monthly for x in idle)
+    return extra
+
+
 def table(profiles: dict[str, dict[str, tuple[str, dict[str, Any]]]]) -> str:
-    """docs/aws.md's table: every item per profile, and the totals."""
+    """docs/aws.md's table: every item per profile, the idle totals and what an hour of
+    analysis (every region's workers up) adds.
+    """
     prices = yaml.safe_load(PRICES.read_text())
     per = {name: lines(t, prices) for name, t in profiles.items()}
     rows = ["| stack | " + " | ".join(profiles) + " |", "| --- |" + " --- |" * len(profiles)]
@@ -166,6 +197,8 @@ def table(profiles: dict[str, dict[str, tuple[str, dict[str, Any]]]]) -> str:
         rows.append(f"| {stack} | " + " | ".join(cells) + " |")
     totals = [f"**${math.fsum(x.monthly for x in ls):,.0f}/month**" for ls in per.values()]
     rows.append("| **idle total** | " + " | ".join(totals) + " |")
+    hourly = [f"**${busy_hourly(t, prices):,.2f}/hour**" for t in profiles.values()]
+    rows.append("| **an hour of analysis, beyond idle** | " + " | ".join(hourly) + " |")
     return "\n".join(rows)
 
 

@@ -30,11 +30,20 @@ from constructs import Construct, IConstruct
 from proxima_infra import catalog_access
 from proxima_infra.catalog_roles import worker_role_name
 from proxima_infra.client_link import ClientLink
-from proxima_infra.config import DataRegion, InfraConfig, container_image
+from proxima_infra.config import (
+    DataRegion,
+    InfraConfig,
+    cluster_name,
+    container_image,
+    worker_service_name,
+)
 from proxima_infra.network import vpc_with_flow_logs
 
 DASK_SCHEDULER_PORT = 8786
 DASK_DASHBOARD_PORT = 8787
+# The minimal profile's workers scale in to none below this average CPU (15 minutes of
+# it, target tracking's scale-in alarm); a flow run wakes them (proxima/ecs.py).
+IDLE_CPU_PERCENT = 5
 NANNY_ALLOCATOR = repr(
     {"MALLOC_TRIM_THRESHOLD_": 128 * 2**20, "MALLOC_MMAP_THRESHOLD_": 128 * 2**20}
 )
@@ -72,7 +81,7 @@ class _AfterCapacityAssociation:
     services are made).
     """
 
-    def __init__(self, cluster: ecs.Cluster, services: list[ecs.Ec2Service]) -> None:
+    def __init__(self, cluster: ecs.Cluster, services: list[ecs.BaseService]) -> None:
         self.cluster = cluster
         self.services = services
 
@@ -99,7 +108,6 @@ class DataRegionStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        name = f"{cfg.project}-{region_cfg.region}"
         vpc = vpc_with_flow_logs(self, region_cfg.cidr)
 
         client_vpc_id = CfnParameter(
@@ -212,7 +220,7 @@ class DataRegionStack(Stack):
             self,
             "Cluster",
             vpc=vpc,
-            cluster_name=name,
+            cluster_name=cluster_name(cfg.project, region_cfg.region),
             container_insights_v2=ecs.ContainerInsights.ENABLED,
             default_cloud_map_namespace=ecs.CloudMapNamespaceOptions(
                 name=f"{region_cfg.region}.{cfg.project}.internal",
@@ -315,6 +323,7 @@ class DataRegionStack(Stack):
             ),
             cpu=1024,
             memory=4096,
+            fargate=True,
         )
         worker_td = self._task(
             cfg,
@@ -357,7 +366,9 @@ class DataRegionStack(Stack):
             catalog_arn.value_as_string, cfg.project, "worker"
         ):
             worker_role.add_to_principal_policy(statement)
-        scheduler_service = ecs.Ec2Service(
+        # The scheduler reads no data: on Fargate it keeps no EC2 host up while the
+        # workers are scaled in, and the flows' clients always find it.
+        ecs.FargateService(
             self,
             "SchedulerService",
             cluster=cluster,
@@ -367,27 +378,40 @@ class DataRegionStack(Stack):
             max_healthy_percent=100,
             security_groups=[dask_sg],
             cloud_map_options=ecs.CloudMapOptions(name="scheduler"),
-            capacity_provider_strategies=on_hosts,
             vpc_subnets=in_fsx_subnet,
+            assign_public_ip=False,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
+        minimal = cfg.profile == "minimal"
         worker_service = ecs.Ec2Service(
             self,
             "WorkerService",
             cluster=cluster,
+            service_name=worker_service_name(cfg.project, region_cfg.region),
             task_definition=worker_td,
-            desired_count=region_cfg.workers,
+            # minimal: none while idle; a flow run sets the count (proxima/ecs.py)
+            desired_count=0 if minimal else region_cfg.workers,
             min_healthy_percent=50,
             security_groups=[dask_sg],
             capacity_provider_strategies=on_hosts,
             vpc_subnets=in_fsx_subnet,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
+        if minimal:
+            scaling = worker_service.auto_scale_task_count(
+                min_capacity=0, max_capacity=region_cfg.workers
+            )
+            scaling.scale_on_cpu_utilization(
+                "ScaleInWhenIdle",
+                target_utilization_percent=IDLE_CPU_PERCENT,
+                scale_in_cooldown=Duration.minutes(15),
+                scale_out_cooldown=Duration.minutes(1),
+            )
         # A service created before the cluster's capacity-provider association fails
         # "capacity provider not associated with the cluster" (intermittently: the order
         # is CloudFormation's, as nothing refers from one to the other)
         Aspects.of(self).add(
-            _AfterCapacityAssociation(cluster, [scheduler_service, worker_service]),
+            _AfterCapacityAssociation(cluster, [worker_service]),
             priority=AspectPriority.MUTATING + 1,  # after aws-cdk-lib's, which creates it
         )
 
@@ -398,6 +422,13 @@ class DataRegionStack(Stack):
             self, "SchedulerAddress", value=address, description="DataRegion.scheduler_address"
         )
         CfnOutput(self, "FsxMount", value=region_cfg.fsx_path, description="DataRegion.mount")
+        CfnOutput(
+            self,
+            "EcsWorkerService",
+            value=f"{cluster.cluster_name}/{worker_service_name(cfg.project, region_cfg.region)}",
+            description="DataRegion.ecs_worker_service (cluster/service)",
+        )
+        CfnOutput(self, "Workers", value=str(region_cfg.workers), description="DataRegion.workers")
         CfnOutput(
             self, "FsxFileSystemId", value=lustre.ref, description="DataRegion.fsx_file_system_id"
         )
@@ -435,11 +466,21 @@ class DataRegionStack(Stack):
         memory: int,
         task_role: iam.IRole | None = None,
         secrets: dict[str, ecs.Secret] | None = None,
-    ) -> ecs.Ec2TaskDefinition:
-        td = ecs.Ec2TaskDefinition(
-            self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role
-        )
-        td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
+        fargate: bool = False,
+    ) -> ecs.TaskDefinition:
+        """A Dask task: on the EC2 hosts with /fsx bind-mounted, or (``fargate``, the
+        scheduler, which reads no data) on Fargate without it.
+        """
+        td: ecs.TaskDefinition
+        if fargate:
+            td = ecs.FargateTaskDefinition(
+                self, f"{role}Task", cpu=cpu, memory_limit_mib=memory, task_role=task_role
+            )
+        else:
+            td = ecs.Ec2TaskDefinition(
+                self, f"{role}Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role
+            )
+            td.add_volume(name="fsx", host=ecs.Host(source_path=region_cfg.fsx_path))
         container = td.add_container(
             role,
             image=image,
@@ -459,9 +500,12 @@ class DataRegionStack(Stack):
             if role == "Scheduler"
             else [],
         )
-        container.add_mount_points(
-            ecs.MountPoint(container_path=region_cfg.fsx_path, source_volume="fsx", read_only=True)
-        )
+        if not fargate:
+            container.add_mount_points(
+                ecs.MountPoint(
+                    container_path=region_cfg.fsx_path, source_volume="fsx", read_only=True
+                )
+            )
         return td
 
 
