@@ -48,12 +48,14 @@ def stacks() -> dict[str, tuple[str, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def roles(stacks) -> dict[str, iam.Role]:
-    """Who makes calls on AWS: 'refresh', 'analyst', and 'worker:<region>'."""
+    """Who makes calls on AWS: 'refresh', 'analyst' (and 'stac', 'workstation' with its
+    grants), and 'worker:<region>'."""
     region, client = stacks["proxima-client"]
     found = {
         "refresh": iam.role_named("proxima-client", client, "RefreshRole", region),
         "analyst": iam.role_named("proxima-client", client, "AnalystRole", region),
         "stac": iam.role_named("proxima-client", client, "StacRole", region),
+        "workstation": iam.role_named("proxima-client", client, "WorkstationRole", region),
     }
     for name, (region, template) in stacks.items():
         if name.startswith("proxima-data-"):
@@ -186,7 +188,7 @@ def test_the_fsx_import_of_a_region_is_allowed_to_its_workers(roles, settings, c
     assert not _denied(roles, made)
 
 
-@pytest.mark.parametrize("who", ["analyst", "refresh"])
+@pytest.mark.parametrize("who", ["analyst", "refresh", "workstation"])
 def test_a_run_may_wake_each_regions_workers_and_only_those(roles, settings, config, tmp_path, who):
     """The minimal profile scales each region's worker service to none when idle; an
     analysis or a refresh sets it back to the region's worker count (proxima/ecs.py),
@@ -276,6 +278,7 @@ def test_fine_grained_access_maps_every_role_that_calls_the_catalog(stacks, role
     assert resolved["AnalystRoleArns"] == [
         f"<{roles['analyst'].logical_id}.Arn>",
         f"<{roles['stac'].logical_id}.Arn>",
+        f"<{roles['workstation'].logical_id}.Arn>",
     ]
     assert resolved["RefreshRoleArns"] == [f"<{roles['refresh'].logical_id}.Arn>"]
     for name, (data_region, template) in stacks.items():

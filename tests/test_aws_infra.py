@@ -108,14 +108,17 @@ def test_data_region_stack(synth, region):
         props = service["Properties"]
         breaker = props["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
         assert breaker == {"Enable": True, "Rollback": True}
-        assert props["CapacityProviderStrategy"], "services must run on the capacity provider"
+        # the workers on the hosts' capacity provider (they mount /fsx); the scheduler,
+        # which reads no data, on Fargate
+        on_hosts = bool(props.get("CapacityProviderStrategy"))
+        assert on_hosts != (props.get("LaunchType") == "FARGATE"), props
         subnets = props["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
         assert subnets == [{"Ref": lustre_subnet}], "tasks next to the file system"
     lustre = next(iter(data.find_resources("AWS::FSx::FileSystem").values()))
     asg = next(iter(data.find_resources("AWS::AutoScaling::AutoScalingGroup").values()))
     assert asg["Properties"]["VPCZoneIdentifier"] == lustre["Properties"]["SubnetIds"]
     outputs = data.find_outputs("*")
-    for name in ("SchedulerAddress", "FsxMount", "FsxFileSystemId", "DashboardUrl"):
+    for name in ("SchedulerAddress", "FsxMount", "FsxFileSystemId", "DashboardUrl", "Workers"):
         assert name in outputs
     assert outputs["SchedulerAddress"]["Value"].startswith("tls://")
 
@@ -556,3 +559,36 @@ def test_analyses_and_refreshes_may_wake_the_worker_services(synth):
         assert not role.allows(
             "ecs:UpdateService", f"arn:aws:ecs:us-east-1:{iam.ACCOUNT}:service/x/y"
         )
+
+
+def test_the_analysts_workstation_is_reached_only_through_ssm(synth):
+    """In the client VPC's private subnets, no inbound rule, no public address, an
+    analyst's grants and Session Manager's; its helper runs the project image."""
+    from tests.iam import role_named
+
+    stacks, t = synth
+    client = t["proxima-client"]
+    (instance,) = client.find_resources("AWS::EC2::Instance").values()
+    props = instance["Properties"]
+    assert "AssociatePublicIpAddress" not in json.dumps(props)
+    private = {
+        k for k, r in client.find_resources("AWS::EC2::Subnet").items()
+        if not r["Properties"].get("MapPublicIpOnLaunch")
+    }  # fmt: skip
+    assert props["SubnetId"]["Ref"] in private
+    (group,) = [g["Fn::GetAtt"][0] for g in props["SecurityGroupIds"]]
+    assert not client.to_json()["Resources"][group]["Properties"].get("SecurityGroupIngress")
+    assert not [
+        r for r in client.find_resources("AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"].get("GroupId", {}).get("Fn::GetAtt", [None])[0] == group
+    ]  # fmt: skip
+    user_data = json.dumps(props["UserData"])
+    assert "/usr/local/bin/proxima-run" in user_data and "proxima/prefect-api" in user_data
+    role = role_named(
+        "proxima-client", client.to_json(), "WorkstationRole", stacks["proxima-client"].region
+    )
+    assert role.allows("es:ESHttpPost", f"{iam.DOMAIN_ARN}/proxima-assets/_search")
+    managed = json.dumps(
+        client.to_json()["Resources"][role.logical_id]["Properties"]["ManagedPolicyArns"]
+    )
+    assert "AmazonSSMManagedInstanceCore" in managed

@@ -37,6 +37,7 @@ FAKE = {  # an output's value by its key: what a deployed stack would give
     "FsxMount": "/fsx",
     "FsxFileSystemId": "fs-0123456789abcdef0",
     "VpcPeeringId": "pcx-1",
+    "WorkstationId": "i-0123456789abcdef0",
 }
 REQUEST = json.loads(
     (aws_runbook.PROJECT_ROOT / "examples" / "requests" / "era5-january-box.json").read_text()

@@ -26,6 +26,7 @@ from proxima_infra.config import (
     worker_service_name,
 )
 from proxima_infra.network import vpc_with_flow_logs
+from proxima_infra.workstation import Workstation
 
 
 def _catalog_capacity(cfg: InfraConfig, vpc: ec2.IVpc) -> dict[str, Any]:
@@ -92,6 +93,15 @@ class ClientRegionStack(Stack):
             "StacRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="The STAC API service: reads the catalog, nothing else",
+        )
+        workstation_role = iam.Role(
+            self,
+            "WorkstationRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="The analysts' workstation in the VPC: an analyst's grants, and SSM",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
+            ],
         )
         refresh_role = iam.Role(
             self,
@@ -167,13 +177,14 @@ class ClientRegionStack(Stack):
             domain_endpoint=domain.domain_endpoint,
             project=cfg.project,
             admins=[admin_role.value_as_string],
-            analysts=[analyst_role.role_arn, stac_role.role_arn],
+            analysts=[analyst_role.role_arn, stac_role.role_arn, workstation_role.role_arn],
             refreshers=[refresh_role.role_arn],
             data_regions=[r.region for r in cfg.data_regions],
         )
         for role, caller in (
             (analyst_role, "analyst"),
             (stac_role, "analyst"),
+            (workstation_role, "analyst"),
             (refresh_role, "refresh"),
         ):
             for statement in catalog_access.statements(domain.domain_arn, cfg.project, caller):
@@ -190,7 +201,7 @@ class ClientRegionStack(Stack):
             )
             for r in cfg.data_regions
         ]
-        for role in (analyst_role, refresh_role):
+        for role in (analyst_role, workstation_role, refresh_role):
             role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["ecs:DescribeServices", "ecs:UpdateService"],
@@ -220,6 +231,7 @@ class ClientRegionStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
         results.grant_read_write(analyst_role)
+        results.grant_read_write(workstation_role)
 
         image, image_uri = container_image(self, cfg)
         cluster = ecs.Cluster(
@@ -323,6 +335,20 @@ class ClientRegionStack(Stack):
         )
 
         stac_url = self._stac_service(cfg, vpc, cluster, image, stac_role, search_sg, domain)
+        workstation = Workstation(
+            self,
+            "Workstation",
+            vpc=vpc,
+            role=workstation_role,
+            image_uri=image_uri,
+            prefect_api=prefect_key,
+        )
+        CfnOutput(
+            self,
+            "WorkstationId",
+            value=workstation.instance.instance_id,
+            description="aws ssm start-session --target <this> (docs/aws.md, Run)",
+        )
 
         CfnOutput(
             self,

@@ -163,6 +163,14 @@ def lines(templates: dict[str, tuple[str, dict[str, Any]]], prices: dict[str, An
             price = prices["monthly"]["fsx_lustre_persistent2_125_gb"]
             out.append(Line(f"FSx for Lustre {gib} GiB PERSISTENT_2", stack, gib * price))
         out += _ecs(stack, template, prices, h)
+        for instance in _by_type(template, "AWS::EC2::Instance").values():
+            props = instance["Properties"]
+            kind = props["InstanceType"]
+            disk = sum(int(b["Ebs"]["VolumeSize"]) for b in props.get("BlockDeviceMappings", []))
+            out.append(
+                Line(f"EC2 1 × {kind} (workstation)", stack, prices["hourly"]["ec2"][kind] * h)
+            )
+            out.append(Line(f"EBS {disk} GB gp3", stack, disk * prices["monthly"]["ebs_gp3_gb"]))
         made = len(_by_type(template, "AWS::SecretsManager::Secret"))
         if made:
             out.append(Line(f"Secrets {made}", stack, made * prices["monthly"]["secret"]))

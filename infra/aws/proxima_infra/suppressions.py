@@ -30,6 +30,19 @@ SUPPRESSIONS: dict[str, dict[str, str]] = {
         "AwsSolutions-IAM5": CATALOG_PATHS + " The results bucket's objects (any key)."
     },
     "RefreshRole": {"AwsSolutions-IAM5": CATALOG_PATHS},
+    "Workstation/Instance": {
+        "AwsSolutions-EC28": "A workstation for interactive sessions: basic monitoring is "
+        "enough, and detailed monitoring would bill for metrics no one watches.",
+        "AwsSolutions-EC29": "It holds no data (results go to S3, the catalog to "
+        "OpenSearch): a redeploy that replaces it loses nothing.",
+    },
+    "WorkstationRole": {
+        "AwsSolutions-IAM4": "AmazonSSMManagedInstanceCore, the AWS-maintained minimum for "
+        "Session Manager, the workstation's only way in (no inbound rule, no public IP).",
+        "AwsSolutions-IAM5": CATALOG_PATHS + " The results bucket's objects (any key); "
+        "pulls from the project's image repository (ecr:GetAuthorizationToken has no "
+        "resource-level permissions).",
+    },
     "StacRole": {"AwsSolutions-IAM5": CATALOG_PATHS},
     "StacTask/ExecutionRole": {"AwsSolutions-IAM5": ECR_TOKEN},
     "WorkerTaskRole": {
