@@ -21,7 +21,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -265,7 +264,7 @@ class Proxima:
 
     def _submitted(self, request: AnalysisRequest, say: Say) -> str:
         from flows.progress import watch_run
-        from flows.submit import submit_analysis
+        from flows.submit import submit_analysis, summary_of
 
         run = submit_analysis(request, wait_seconds=0)
         say(f"submitted flow run {run.name} ({run.id})")
@@ -273,11 +272,8 @@ class Proxima:
         if not final.state or not final.state.is_completed():
             message = final.state.message if final.state else "no state"
             raise ProximaError(f"the run {run.name} ended {final.state_name}: {message}")
-        name = request.output_name or ""
-        suffix = ".nc" if request.output_format == "netcdf" else ".zarr"
-        return str(
-            Path(self.platform.results_dir) / (name if name.endswith(suffix) else name + suffix)
-        )
+        path: str = summary_of(final)["result_path"]  # where the run wrote it, not a guess
+        return path
 
 
 def _open_result(path: str) -> xr.Dataset:
