@@ -31,13 +31,16 @@ secret=$(aws secretsmanager get-secret-value --region {region} --secret-id {secr
 field() {{ printf %s "$secret" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }}
 PREFECT_API_URL=$(field url) PREFECT_API_KEY=$(field key)
 export PREFECT_API_URL PREFECT_API_KEY
-aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin \\
+aws ecr get-login-password --region {region} | sudo docker login --username AWS --password-stdin \\
   "$(echo {image} | cut -d/ -f1)" > /dev/null
 if [ "${{1:-}}" = notebook ]; then
   set -- sh -c "pip install --user -q jupyterlab &&
     python -m jupyterlab --ip 127.0.0.1 --port 8888 --no-browser"
 fi
-exec docker run --rm -it --network host -e PREFECT_API_URL -e PREFECT_API_KEY \\
+# sudo: Session Manager's ssm-user exists only from the first session on, so it cannot
+# be put in the docker group at boot; it has passwordless sudo
+exec sudo --preserve-env=PREFECT_API_URL,PREFECT_API_KEY docker run --rm -it --network host \\
+  -e PREFECT_API_URL -e PREFECT_API_KEY \\
   -e HOME=/work -v "$PWD:/work" -w /work {image} "$@"
 """
 
@@ -74,7 +77,6 @@ class Workstation(Construct):
             "systemctl enable --now docker",
             f"cat > /usr/local/bin/proxima-run <<'SCRIPT'\n{script}SCRIPT",
             "chmod 755 /usr/local/bin/proxima-run",
-            "usermod -aG docker ssm-user || true",  # Session Manager's user, once it exists
         )
         self.instance = ec2.Instance(
             self,
