@@ -582,6 +582,12 @@ def test_the_analysts_workstation_is_reached_only_through_ssm(synth):
         r for r in client.find_resources("AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"].get("GroupId", {}).get("Fn::GetAtt", [None])[0] == group
     ]  # fmt: skip
+    # IMDSv2 only, through the instance's own launch template (aws-cdk-lib then warns that
+    # its app-wide RequireImdsv2Aspect cannot toggle it again: already required)
+    template = client.to_json()["Resources"][props["LaunchTemplate"]["Version"]["Fn::GetAtt"][0]]
+    assert template["Properties"]["LaunchTemplateData"]["MetadataOptions"] == {
+        "HttpTokens": "required"
+    }
     user_data = json.dumps(props["UserData"])
     assert "/usr/local/bin/proxima-run" in user_data and "proxima/prefect-api" in user_data
     role = role_named(
