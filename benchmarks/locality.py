@@ -7,8 +7,15 @@ a sweep of input sizes and link rates.
 (b) pull-to-client: the client downloads the assets from each region's S3 endpoint
     across the links (regions in parallel) and reduces them itself with the same kernel.
 (c) plain Dask on the regional clusters with the same kernel, without Prefect.
-(a') Proxima from the shell: ``proxima analyze`` in a new process, which first imports
-    Prefect, distributed and xarray (what a new process pays, which (b) and (c) do not).
+(a') Proxima from the shell: ``proxima analyze --here`` in a new process, which first
+    imports Prefect, distributed and xarray (what a new process pays, which (b) and (c)
+    do not).
+
+At the default point, the ways a run is started other than a notebook (issue 29):
+``deployment_s``, a run of the analysis deployment as the UI or ``prefect deployment run``
+makes it, from created to Completed by the server's timestamps (the work pool's worker
+and its warm flow launcher run it); ``cli_s``, ``proxima analyze`` (through the same
+deployment) in a new process, wall; both beside ``notebook_s``, the warm notebook run.
 
 Data: hourly 1° ERA5-like NetCDF, us-east-1 holding 2020-01..06 and us-west-2
 2021-01..06. A request over ``m`` months per region spans the year boundary
@@ -23,7 +30,8 @@ and a model fitted to the measurements (fixed cost + decoded bytes / throughput 
 1 TB. Writes benchmarks/results/locality.json (``rows``: the default point), .md and
 locality.png (wall time against input size).
 
-Usage: sudo .venv/bin/python benchmarks/locality.py [--quick] [--keep]
+Usage: sudo .venv/bin/python benchmarks/locality.py [--quick] [--keep] [--ways-only]
+[--repeat N]
 """
 
 from __future__ import annotations
@@ -126,6 +134,7 @@ class Bench:
         self.env.pop("PREFECT_API_URL", None)
         os.environ.update({k: self.env[k] for k in ("PROXIMA_STATE_DIR", "PROXIMA_STACK_CONFIG")})
         os.environ["PROXIMA_PORT_OFFSET"] = "0"  # the in-process flow reads the stack from these
+        os.environ["PREFECT_API_URL"] = config.prefect.api_url  # before prefect is imported
         get_settings.cache_clear()
         self.notebook_client = Proxima(self.platform, config.prefect.api_url)
 
@@ -158,6 +167,61 @@ class Bench:
 
         with xr.open_dataset(summary["result_path"], engine="h5netcdf") as ds:
             return data_variable(ds).load(), summary
+
+    def deployed(self, request: dict[str, Any]) -> tuple[Any, float]:
+        """A run of the analysis deployment: its answer and created -> end by the server."""
+        from flows.progress import wait_run
+        from flows.submit import submit_analysis, summary_of
+
+        run = wait_run(submit_analysis(AnalysisRequest.model_validate(request)).id)
+        if not run.state or not run.state.is_completed():
+            raise SystemExit(f"the deployment run ended {run.state}")
+        return self._answer(summary_of(run)), (run.end_time - run.created).total_seconds()
+
+    def submitted(self, request: dict[str, Any]) -> tuple[Any, float]:
+        """``proxima analyze`` in a new process (through the deployment): answer, wall s."""
+        path = Path(tempfile.mkdtemp()) / "request.json"
+        path.write_text(json.dumps(request))
+        t0 = time.perf_counter()
+        out = self.cli("analyze", str(path), "--json")
+        seconds = time.perf_counter() - t0
+        if out.returncode:
+            raise SystemExit(out.stderr[-3000:])
+        return self._answer(json.loads(out.stdout)), seconds
+
+    @staticmethod
+    def _answer(summary: dict[str, Any]) -> Any:
+        import xarray as xr
+
+        with xr.open_dataset(summary["result_path"], engine="h5netcdf") as ds:
+            return data_variable(ds).load()
+
+    def ways(self, request: dict[str, Any], repeat: int) -> dict[str, Any]:
+        """Notebook, deployment and CLI runs of one request, interleaved ``repeat`` times;
+        medians, and every answer equal to the notebook's.
+        """
+        runs: dict[str, list[float]] = {"notebook_s": [], "deployment_s": [], "cli_s": []}
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            reference = self.notebook(request)
+            runs["notebook_s"].append(time.perf_counter() - t0)
+            for key, way in (("deployment_s", self.deployed), ("cli_s", self.submitted)):
+                answer, seconds = way(request)
+                np.testing.assert_allclose(
+                    reference.values, answer.transpose(*reference.dims).values, rtol=1e-12
+                )
+                runs[key].append(seconds)
+        out: dict[str, Any] = {k: float(np.median(v)) for k, v in runs.items()}
+        out["runs"] = runs
+        out["deployment_over_notebook"] = out["deployment_s"] / out["notebook_s"]
+        out["cli_over_notebook"] = out["cli_s"] / out["notebook_s"]
+        print(
+            f"  ways (median of {repeat}): notebook {out['notebook_s']:.2f} s, deployment "
+            f"{out['deployment_s']:.2f} s ({out['deployment_over_notebook']:.2f}x), CLI "
+            f"{out['cli_s']:.2f} s ({out['cli_over_notebook']:.2f}x)",
+            flush=True,
+        )
+        return out
 
     def specs(self, request: dict[str, Any]) -> dict[str, Any]:
         plan = make_plan(
@@ -344,6 +408,10 @@ def main() -> None:
     parser.add_argument("--resolution", type=float, default=1.0)
     parser.add_argument("--quick", action="store_true", help="the default point only")
     parser.add_argument("--keep", action="store_true", help="leave the testbed up")
+    parser.add_argument(
+        "--ways-only", action="store_true", help="only the notebook/deployment/CLI comparison"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each way (medians)")
     args = parser.parse_args()
     info = print_machine()
     settings = ProximaSettings(state_dir=STATE, stack_config=_config_file(args.resolution))
@@ -363,15 +431,28 @@ def main() -> None:
         out = bench.cli("catalog", "refresh")
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
+        deployed = bench.cli("deploy")
+        if deployed.returncode:
+            raise SystemExit(deployed.stderr[-3000:])
         bench.proxima(request_for(1, "locality-warm-up"))  # worker imports, as a second run
         bench.notebook(request_for(1, "locality-warm-up"))  # this process's flow imports
-        for months, rate in grid:
+        bench.deployed(request_for(1, "locality-warm-up"))  # the flow launcher's first fork
+        testbed.up(config, rate_mbit=DEFAULT[1])
+        ways = bench.ways(request_for(DEFAULT[0], "locality-ways"), args.repeat)
+        for months, rate in [] if args.ways_only else grid:
             points.append(bench.point(months, rate))
     finally:
         if not args.keep:
             manager.down(settings)
             testbed.down(config)
 
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    if args.ways_only:
+        path = results / "locality.json"
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**kept, **ways, "machine": info}, indent=2, default=str))
+        return
     default = next(p for p in points if (p["months_per_region"], p["rate_mbit"]) == DEFAULT)
     rows = default["rows"]
     a, b = rows[0], rows[1]
@@ -414,6 +495,7 @@ def main() -> None:
         "bytes_ratio_vs_pull": byte_ratio,
         "footprint": default["footprint"],
         "sweep": points,
+        **ways,
     }
     if len(points) > 2:
         model = fit(points)
@@ -441,12 +523,8 @@ def main() -> None:
                 for e in result["extrapolation"]
             ],
         ]
-        results = ROOT / "benchmarks" / "results"
-        results.mkdir(parents=True, exist_ok=True)
         plot(points, results / "locality.png")
     print("\n".join(lines))
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
     (results / "locality.json").write_text(json.dumps(result, indent=2, default=str))
     (results / "locality.md").write_text("\n".join(lines) + "\n")
 

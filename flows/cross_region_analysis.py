@@ -39,6 +39,7 @@ from proxima.analysis.request import AnalysisRequest
 from proxima.footprint import run as footprint_run
 from proxima.platform import Platform, Region
 from proxima.platform import load as load_platform
+from proxima.reuse import regions as regions_kept
 from proxima.reuse import results as reused
 from proxima.reuse.store import PartialStore
 from proxima.settings import get_settings
@@ -106,8 +107,31 @@ async def analyze_region(region: Region, spec: KernelSpec, reuse: bool = True) -
 
 
 async def _run_region(
-    region: Region, share: RegionPlan, role: str, reuse: bool, held: Held
+    region: Region, share: RegionPlan, role: str, reuse: bool, held: Held, results_dir: str
 ) -> RegionOutcome:
+    kept = regions_kept.store(results_dir, region.name, read=reuse)
+    before, status = regions_kept.lookup(kept, region.name, share.spec)
+    if status == "corrupt":
+        get_run_logger().warning(
+            "region %s: its kept merged partial did not verify; dropped, the region is visited",
+            region.name,
+        )
+    if before is not None:
+        get_run_logger().info("region %s: its share is unchanged, not visited", region.name)
+        return RegionOutcome(
+            role=role,
+            **{
+                **before,
+                "bytes_read": 0,
+                "bytes_returned": 0,  # kept in the client region: it crosses nothing now
+                "seconds": 0.0,
+                "started_at": time.time(),
+                "cpu_s": 0.0,
+                "tasks": 0,
+                "blocks": {"reused": sum(before["blocks"].values())},
+                "kept": True,
+            },
+        )
     subflow = on_region(analyze_region, region, f"analyze-{region.name}")
     try:
         await asyncio.to_thread(wake, region)  # its workers boot while the run waits for a slot
@@ -117,6 +141,7 @@ async def _run_region(
         raise
     except Exception as exc:
         raise RegionFailed(f"region {region.name} failed: {type(exc).__name__}: {exc}") from exc
+    await asyncio.to_thread(regions_kept.keep, kept, region.name, share.spec, out)
     return RegionOutcome(role=role, waited_s=slot["waited_s"], **out)
 
 
@@ -128,7 +153,7 @@ async def _run_regions(
     """
     held = await ensure_limits(platform)
     jobs = [
-        _run_region(platform.region(r.region), r, s.role, reuse, held)
+        _run_region(platform.region(r.region), r, s.role, reuse, held, platform.results_dir)
         for s in plan.selections
         for r in s.regions
     ]

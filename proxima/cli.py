@@ -585,6 +585,7 @@ def cache_ls(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Each region's stored partials (count, bytes, cap) and the stored results."""
+    from proxima.reuse import regions as regions_kept
     from proxima.reuse.results import INDEX_DIR
 
     platform, stores = _reuse_stores(region)
@@ -598,6 +599,7 @@ def cache_ls(
                 "bytes": sum(e.bytes for e in entries),
                 "max_bytes": store.max_bytes,
                 "oldest_use": min((e.used_ns for e in entries), default=None),
+                "merged_kept": len(regions_kept.store(platform.results_dir, name).entries()),
             }
         )
     results = len(list((Path(platform.results_dir) / INDEX_DIR).glob("*.json")))
@@ -605,11 +607,15 @@ def cache_ls(
         print(json.dumps({"regions": rows, "results": results}, indent=2))
         return
     table = Table(title="Reuse stores")
-    for col in ("region", "partials", "bytes", "cap"):
+    for col in ("region", "partials", "bytes", "cap", "merged, in the client region"):
         table.add_column(col)
     for row in rows:
         table.add_row(
-            row["region"], str(row["partials"]), f"{row['bytes']:,}", f"{row['max_bytes']:,}"
+            row["region"],
+            str(row["partials"]),
+            f"{row['bytes']:,}",
+            f"{row['max_bytes']:,}",
+            str(row["merged_kept"]),
         )
     console.print(table)
     console.print(f"stored results (served again on unchanged assets): {results}")
@@ -623,11 +629,16 @@ def cache_clear(region: str | None = typer.Option(None, help="Only this region."
     """
     import shutil
 
+    from proxima.reuse import regions as regions_kept
     from proxima.reuse.results import INDEX_DIR
 
     platform, stores = _reuse_stores(region)
     for name, store in stores:
-        console.print(f"{name}: {store.clear()} partials deleted")
+        merged = regions_kept.store(platform.results_dir, name).clear()
+        console.print(
+            f"{name}: {store.clear()} partials deleted, and {merged} merged partials of it "
+            "in the client region"
+        )
     if region is None:
         shutil.rmtree(Path(platform.results_dir) / INDEX_DIR, ignore_errors=True)
         console.print("stored results forgotten (the result files stay)")

@@ -27,6 +27,7 @@ from proxima import call_log, s3
 from proxima.analysis.cf import data_variable
 from proxima.analysis.request import AnalysisRequest
 from proxima.platform import from_stack
+from proxima.reuse import regions as regions_kept
 from proxima.reuse.store import PartialStore
 from tests.cli import proxima
 
@@ -67,6 +68,14 @@ def _equal(a: xr.DataArray, b: xr.DataArray) -> None:
 
 def _stores(stack, settings) -> dict[str, PartialStore]:
     return {r.name: PartialStore.of_region(r.root) for r in from_stack(stack, settings).regions}
+
+
+def _forget_merged(stack, settings, *names: str) -> None:
+    """Drop the client region's kept merged partials of ``names``: those regions are
+    visited again (and their blocks looked up one by one)."""
+    platform = from_stack(stack, settings)
+    for name in names:
+        regions_kept.store(platform.results_dir, name).clear()
 
 
 def _region(summary: dict, name: str) -> dict:
@@ -155,7 +164,9 @@ def test_a_longer_range_reads_only_the_new_month(catalog, stack, settings):
     }
     april, _ = _fresh(april_only)
     assert grown["bytes_read"] == april["bytes_read"] > 0
-    assert _region(grown, "us-east-1")["bytes_read"] == 0
+    east = _region(grown, "us-east-1")
+    assert east["bytes_read"] == 0 and east["kept"] and east["tasks"] == 0  # not visited
+    assert not _region(grown, "us-west-2")["kept"]
     assert grown["blocks"]["reused"] > 0
     full, expected = _fresh(longer)
     assert full["bytes_read"] > grown["bytes_read"]
@@ -181,7 +192,7 @@ def test_a_file_rewritten_in_place_with_its_size_and_mtime_is_recomputed(
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     catalog_refresh()
     summary, answer = _run(MONTHLY_MEAN)
-    assert "served_from" not in summary
+    assert "served_from" not in summary and not _region(summary, "us-east-1")["kept"]
     january_only = {**MONTHLY_MEAN, "selection": {**JAN_TO_MAR, "end": "2020-01-31"}}
     january, _ = _fresh(january_only)
     assert summary["bytes_read"] == january["bytes_read"] > 0
@@ -282,14 +293,34 @@ def test_a_corrupt_partial_is_recomputed_and_reported(catalog, stack, settings):
     entry = east.entries()[0]
     path = Path(east.directory) / entry.key[:2] / entry.key
     path.write_bytes(path.read_bytes()[: entry.bytes // 2])  # truncated, as by a crash
-    # another output name: not served whole, so the blocks are looked up one by one
+    # another output name: not served whole; the merged partials forgotten: the regions
+    # are visited and their blocks looked up one by one
+    _forget_merged(stack, settings, "us-east-1", "us-west-2")
     summary, again = _run({**MONTHLY_MEAN, "output_name": _named("corrupt")})
     assert summary["blocks"]["corrupt"] == 1
     assert summary["blocks"]["reused"] == first["blocks"]["computed"] - 1
     assert 0 < summary["bytes_read"] < first["bytes_read"]
     _equal(again, answer)
+    _forget_merged(stack, settings, "us-east-1", "us-west-2")
     third, _ = _run({**MONTHLY_MEAN, "output_name": _named("after-corrupt")})
     assert third["blocks"] == {"reused": first["blocks"]["computed"]}  # stored whole again
+
+
+def test_a_corrupt_merged_partial_is_dropped_and_its_region_visited(catalog, stack, settings):
+    first, answer = _run(MONTHLY_MEAN)
+    kept = regions_kept.store(from_stack(stack, settings).results_dir, "us-west-2")
+    (entry,) = kept.entries()
+    path = Path(kept.directory) / entry.key[:2] / entry.key
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # one bit-flipped byte
+    path.write_bytes(bytes(raw))
+    summary, again = _run({**MONTHLY_MEAN, "output_name": _named("merged-corrupt")})
+    west, east = _region(summary, "us-west-2"), _region(summary, "us-east-1")
+    assert not west["kept"]  # visited: its blocks from its own store
+    assert west["blocks"] == {"reused": _region(first, "us-west-2")["blocks"]["computed"]}
+    assert east["kept"]
+    _equal(again, answer)
+    assert len(kept.entries()) == 1  # kept whole again
 
 
 def test_partials_stay_in_their_region(catalog, stack, settings):
@@ -298,10 +329,14 @@ def test_partials_stay_in_their_region(catalog, stack, settings):
     for name, store in stores.items():
         assert len(store.entries()) == _region(first, name)["blocks"]["computed"]
         assert Path(store.directory).is_relative_to(settings.region_root(name))
+    _forget_merged(stack, settings, "us-east-1", "us-west-2")
     reused, _ = _run({**MONTHLY_MEAN, "output_name": _named("crossing")})
     assert reused["blocks"] == {"reused": first["blocks"]["computed"]}
     assert reused["bytes_read"] == 0
-    assert reused["bytes_crossed_regions"] == first["bytes_crossed_regions"]
+    # the blocks' partials stayed in us-west-2: only its merged partial crossed, as before
+    assert reused["bytes_crossed_regions"] == first["bytes_crossed_regions"] > 0
+    kept, _ = _run({**MONTHLY_MEAN, "output_name": _named("crossing-kept")})
+    assert all(r["kept"] for r in kept["regions"]) and kept["bytes_crossed_regions"] == 0
 
 
 def test_two_concurrent_requests_sharing_blocks_leave_one_whole_partial_each(

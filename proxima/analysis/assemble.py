@@ -45,6 +45,11 @@ class RegionOutcome(BaseModel):
     )
     cores: int = Field(default=1, description="Worker threads the region's tasks could use.")
     waited_s: float = Field(default=0.0, description="Seconds waiting for the region's slot.")
+    kept: bool = Field(
+        default=False,
+        description="Not visited: its share was unchanged, its merged partial kept from a "
+        "run before (proxima.reuse.regions).",
+    )
     partial: xr.Dataset = Field(exclude=True)
 
 

@@ -124,6 +124,26 @@ def _day_key(value: date) -> int:
     return value.year * 10000 + value.month * 100 + value.day
 
 
+# Days either side of the assets' catalogued span: a 360_day date is catalogued as the
+# month's last real day (Feb 30 -> Feb 28), and an edge step's day may differ by one
+# between the catalog's decode and the kernel's.
+_SPAN_MARGIN = timedelta(days=3)
+
+
+def _day_window(items: list[Asset], sel: Selection) -> tuple[int, int]:
+    """The selection's days as day keys, narrowed to the region's assets' span.
+
+    The steps selected are the same; the narrowed window makes a region's spec the same
+    for every request that selects the same steps of it (``proxima.reuse.regions``).
+    """
+    start, end = _day_key(sel.start), _day_key(sel.end)
+    if any(a.time is None for a in items):
+        return start, end
+    first = min(a.time.start for a in items if a.time) - _SPAN_MARGIN
+    last = max(a.time.end for a in items if a.time) + _SPAN_MARGIN
+    return max(start, _day_key(first.date())), min(end, _day_key(last.date()))
+
+
 def _overlap_fraction(asset: Asset, sel: Selection) -> float:
     if asset.time is None:
         return 1.0
@@ -294,11 +314,12 @@ def _region_plan(
         keys = steps
     nlat, nlon = max(round(grid[0] * fy), 1), max(round(grid[1] * fx), 1)
     coarsen = request.coarsen or Coarsen()
+    start_key, end_key = _day_window(items, sel)
     spec = KernelSpec(
         variable=variable,
         reduction=request.reduction,
-        start_key=_day_key(sel.start),
-        end_key=_day_key(sel.end),
+        start_key=start_key,
+        end_key=end_key,
         bbox=sel.bbox,
         over=request.over,
         group_by=request.group_by,
