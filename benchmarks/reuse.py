@@ -8,7 +8,8 @@ key is the median over the sequences, each sequence's figures are kept beside):
 1. ``full_s``: the 12-month request on empty partial stores;
 2. ``cached_s``: the identical request again (served from the stored result);
 3. a new month (2021-01) generated into us-west-2's repository, imported, refreshed;
-4. ``incremental_s``: the request extended to 2021-01 (only the new month is read);
+4. ``incremental_s``: the request extended to 2021-01 (only the new month is read;
+   us-east-1, with nothing new, is not visited: its merged partial is kept);
 5. ``full_after_s``: the same 13-month request with ``reuse: false``.
 
 The answers of (1, 2) and of (4, 5) must be equal to rtol 1e-12. The floor of the
@@ -152,10 +153,12 @@ def main() -> None:
             "incremental_blocks": incremental["blocks"],
             "arrival_s": arrival_s,
             "incremental_regions": {r["region"]: r["seconds"] for r in incremental["regions"]},
+            "incremental_not_visited": [r["region"] for r in incremental["regions"] if r["kept"]],
         }
         print(
             f"sequence: full {full_s:.2f} s, cached {cached_s:.3f} s, incremental "
-            f"{incremental_s:.2f} s (regions {run['incremental_regions']}), recompute "
+            f"{incremental_s:.2f} s (regions {run['incremental_regions']}; not visited: "
+            f"{run['incremental_not_visited']}), recompute "
             f"{full_after_s:.2f} s, the month alone {new_month_s:.2f} s: ratio "
             f"{run['incremental_ratio']:.3f}"
         )
