@@ -134,7 +134,6 @@ class Bench:
         self.env.pop("PREFECT_API_URL", None)
         os.environ.update({k: self.env[k] for k in ("PROXIMA_STATE_DIR", "PROXIMA_STACK_CONFIG")})
         os.environ["PROXIMA_PORT_OFFSET"] = "0"  # the in-process flow reads the stack from these
-        os.environ["PREFECT_API_URL"] = config.prefect.api_url  # before prefect is imported
         get_settings.cache_clear()
         self.notebook_client = Proxima(self.platform, config.prefect.api_url)
 
@@ -170,13 +169,17 @@ class Bench:
 
     def deployed(self, request: dict[str, Any]) -> tuple[Any, float]:
         """A run of the analysis deployment: its answer and created -> end by the server."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
         from flows.progress import wait_run
         from flows.submit import submit_analysis, summary_of
 
-        run = wait_run(submit_analysis(AnalysisRequest.model_validate(request)).id)
-        if not run.state or not run.state.is_completed():
-            raise SystemExit(f"the deployment run ended {run.state}")
-        return self._answer(summary_of(run)), (run.end_time - run.created).total_seconds()
+        with temporary_settings({PREFECT_API_URL: self.config.prefect.api_url}):
+            run = wait_run(submit_analysis(AnalysisRequest.model_validate(request)).id)
+            if not run.state or not run.state.is_completed():
+                raise SystemExit(f"the deployment run ended {run.state}")
+            summary = summary_of(run)
+        return self._answer(summary), (run.end_time - run.created).total_seconds()
 
     def submitted(self, request: dict[str, Any]) -> tuple[Any, float]:
         """``proxima analyze`` in a new process (through the deployment): answer, wall s."""

@@ -259,8 +259,9 @@ def _platform_and_plan(request: AnalysisRequest) -> tuple[Platform, Plan]:
 
 
 # persist_result: a run started through the deployment returns its summary to the
-# caller that submitted it (`proxima analyze`), read from the result storage
-@flow(name="cross-region-analysis", log_prints=True, persist_result=True)
+# caller that submitted it, read from the result storage; as JSON, so that the CLI reads
+# it without importing Prefect (proxima.prefect_api)
+@flow(name="cross-region-analysis", log_prints=True, persist_result=True, result_serializer="json")
 async def cross_region_analysis(request: AnalysisRequest) -> dict[str, Any]:
     """Answer ``request`` with one subflow per region, next to the data.
 

@@ -11,8 +11,7 @@ from prefect.deployments import run_deployment
 
 from proxima.analysis.request import AnalysisRequest
 from proxima.errors import ProximaError
-
-ANALYSIS_DEPLOYMENT = "cross-region-analysis/cross-region-analysis"
+from proxima.prefect_api import ANALYSIS_DEPLOYMENT
 
 
 def submit_analysis(

@@ -453,13 +453,13 @@ def analyze(
         raise ProximaError("--no-wait and --idempotency-key submit a run: not with --here")
     say = None if as_json else err.print
     out: dict[str, Any] | None
-    with _prefect_client_settings():
-        if here:
-            from flows.cross_region_analysis import analyze as run_analysis
+    if here:
+        from flows.cross_region_analysis import analyze as run_analysis
 
+        with _prefect_client_settings():
             out = run_analysis(request, say=say)
-        else:
-            out = _submitted(request, idempotency_key, no_wait, say)
+    else:
+        out = _submitted(request, idempotency_key, no_wait, say)
     if out is None:
         return
     if as_json:
@@ -498,28 +498,38 @@ def _submitted(
 ) -> dict[str, Any] | None:
     """Submit ``request`` to the deployment; with ``no_wait`` print the run and return
     None, else follow it (saying its regions' states and progress, with ``say``) and
-    return its summary.
+    return its summary. Through Prefect's REST API: this process never imports Prefect.
     """
-    from flows.progress import wait_run, watch_run
-    from flows.submit import submit_analysis, summary_of
+    from proxima import prefect_api
     from proxima.config import load_stack_config
+    from proxima.settings import get_settings
 
-    run = submit_analysis(request, idempotency_key=key, wait_seconds=0)
-    url = f"{load_stack_config().prefect.ui_url}/runs/flow-run/{run.id}"
-    if no_wait:
-        if say is None:
-            print(json.dumps({"flow_run_id": str(run.id), "name": run.name, "url": url}))
-        else:
-            console.print(f"flow run {run.name} ({run.id}) submitted\n{url}")
-        return None
-    if say:
-        say(f"flow run {run.name}: {url}")
-    run = watch_run(run.id, say) if say else wait_run(run.id)
-    if not (run.state and run.state.is_completed()):
-        state = run.state.type.value if run.state else "UNKNOWN"
-        reason = run.state.message if run.state and run.state.message else "see the run's logs"
-        raise ProximaError(f"the run ended {state}: {' '.join(reason.split())}")
-    return summary_of(run)
+    stack = load_stack_config()
+    auth = get_settings().prefect_auth
+    with prefect_api.PrefectAPI(
+        stack.prefect.api_url, auth.get_secret_value() if auth else None
+    ) as api:
+        run = api.create_run(
+            prefect_api.ANALYSIS_DEPLOYMENT, {"request": request.model_dump(mode="json")}, key
+        )
+        url = f"{stack.prefect.ui_url}/runs/flow-run/{run['id']}"
+        if no_wait:
+            if say is None:
+                print(json.dumps({"flow_run_id": run["id"], "name": run["name"], "url": url}))
+            else:
+                console.print(f"flow run {run['name']} ({run['id']}) submitted\n{url}")
+            return None
+        if say:
+            say(f"flow run {run['name']}: {url}")
+        run = api.follow(run["id"], say) if say else api.wait(run["id"])
+    state = run.get("state") or {}
+    if state.get("type") != "COMPLETED":
+        reason = state.get("message") or "see the run's logs"
+        raise ProximaError(
+            f"the run ended {state.get('type', 'UNKNOWN')}: {' '.join(reason.split())}"
+        )
+    summary: dict[str, Any] = prefect_api.result(run)
+    return summary
 
 
 @app.command("runs")

@@ -223,3 +223,56 @@ def test_a_missing_deployment_is_named_with_what_to_do(deployed):
         submit_analysis(
             AnalysisRequest.model_validate(REQUEST), deployment="cross-region-analysis/absent"
         )
+
+
+def test_the_cli_follows_a_run_without_importing_prefect(deployed, settings, tmp_path):
+    """`proxima analyze` speaks Prefect's REST API: the summary it prints is the run's
+    persisted result as Prefect's own client reads it, and Prefect is never imported."""
+    import subprocess
+    import sys
+
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from proxima.stack.services import client_env
+
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({**REQUEST, "output_name": "cli-thin", "reuse": False}))
+    probe = (
+        "import atexit, runpy, sys\n"
+        'atexit.register(lambda: sys.stderr.write(f\'prefect imported: {"prefect" in '
+        "sys.modules}\\n'))\n"
+        "sys.argv = ['proxima', *sys.argv[1:]]\n"
+        "runpy.run_module('proxima.cli', run_name='__main__')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, "analyze", str(path), "--json"],
+        env=client_env(deployed, settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "prefect imported: False" in out.stderr, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["bytes_read"] > 0 and printed["result_path"].endswith("cli-thin.nc")
+    analysis = asyncio.run(_deployment("cross-region-analysis/cross-region-analysis"))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id={"any_": [analysis.id]}),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=20,
+        )
+    run = next(r for r in runs if r.parameters["request"].get("output_name") == "cli-thin")
+    assert run.state.result() == printed
+
+
+def test_the_cli_names_a_missing_deployment_with_what_to_do(deployed):
+    from proxima import prefect_api
+    from proxima.errors import ProximaError
+
+    with (
+        prefect_api.PrefectAPI(deployed.prefect.api_url) as api,
+        pytest.raises(ProximaError, match=r"no deployment cross-region-analysis/absent.*deploy"),
+    ):
+        api.create_run("cross-region-analysis/absent", {"request": REQUEST})
