@@ -10,6 +10,7 @@ that passes its own ``verify`` keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
 from typing import Any
@@ -59,3 +60,22 @@ def share_tls_context() -> None:
 
         init._shares_tls_context = True  # type: ignore[attr-defined]
         cls.__init__ = init  # type: ignore[method-assign]
+
+
+def warm_up() -> None:
+    """Build once, in the flow launcher before it forks, what each flow run would build
+    for itself on its first API calls: the shared TLS context, and the pydantic models
+    of Prefect's client schemas, which Prefect defers until first use (py-spy of forked
+    runs: ~20 ms for the context and ~35 ms of model building in every run's start).
+    """
+    from pydantic import BaseModel
+
+    share_tls_context()
+    shared_context()
+    pending = [BaseModel]
+    while pending:
+        for model in pending.pop().__subclasses__():
+            pending.append(model)
+            if model.__module__.startswith("prefect") and not model.__pydantic_complete__:
+                with contextlib.suppress(Exception):  # a model that cannot be built yet
+                    model.model_rebuild()

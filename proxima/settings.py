@@ -73,7 +73,10 @@ class ProximaSettings(BaseSettings):
         "process to, so that small, interactive runs are served first. 0: never.",
     )
     worker_query_seconds: float = Field(
-        default=1.0, gt=0, description="Prefect worker polling interval (seconds)."
+        default=0.5,
+        gt=0,
+        description="Prefect worker polling interval (seconds): the longest a UI or CLI "
+        "run waits to be picked up.",
     )
 
     @property

@@ -13,6 +13,7 @@ import pytest
 from proxima.stack.services import unix_socket_answers
 
 LAUNCHER = [sys.executable, "-m", "proxima.stack.flow_launcher"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -115,3 +116,30 @@ def test_a_preload_may_name_a_warm_up_that_runs_once_before_any_child(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_warm_up_builds_what_each_forked_run_would_build_for_itself():
+    """Prefect defers building its client models until first use: without the warm-up,
+    every forked run built them again on its first API calls."""
+    probe = (
+        "import pydantic, prefect.engine, flows.cross_region_analysis\n"
+        "from flows import prefect_clients\n"
+        "def incomplete():\n"
+        "    out, todo = [], [pydantic.BaseModel]\n"
+        "    while todo:\n"
+        "        for m in todo.pop().__subclasses__():\n"
+        "            todo.append(m)\n"
+        "            if m.__module__.startswith('prefect') and not m.__pydantic_complete__:\n"
+        "                out.append(m.__name__)\n"
+        "    return out\n"
+        "before = incomplete()\n"
+        "prefect_clients.warm_up()\n"
+        "print(len(before), 'FlowRun' in before, len(incomplete()),\n"
+        "      prefect_clients._context.cache_info().currsize)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    before, flow_run_deferred, after, contexts = out.stdout.split()
+    assert int(before) > 0 and flow_run_deferred == "True"
+    assert int(after) == 0 and int(contexts) == 1

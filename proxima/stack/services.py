@@ -66,6 +66,7 @@ PRELOADED = (
     "fastapi.encoders",
     "prefect.utilities.visualization",
     "proxima.analysis.results:warm_up",
+    "flows.prefect_clients:warm_up",
 )
 
 
