@@ -1,9 +1,10 @@
-"""Prefect's REST API over httpx, for a process that submits a run and follows it
-without importing Prefect (the CLI: Prefect's client is ~1 CPU-second to import, most
-of a ``proxima analyze`` call).
+"""Prefect's REST API over the standard library's HTTP client, for a process that
+submits a run and follows it without importing Prefect (the CLI: Prefect's client is
+~1 CPU-second to import, most of what a ``proxima analyze`` call cost).
 
-Only the server's public REST endpoints are used: a deployment by name, a flow run
-created from it, flow runs, their state histories and logs. The run's summary is its
+Only the server's public endpoints are used: a deployment by name, a flow run created
+from it, flow runs, their state histories and logs, and the event stream (``events/
+out``, the websocket Prefect's own ``wait_for_flow_run`` listens to). The run's summary is its
 persisted result: the analysis flow persists it with Prefect's JSON serializer, and
 its state's data names the file (``storage_key``); a result kept anywhere else
 (a storage block) is not read here, and says so.
@@ -13,11 +14,15 @@ from __future__ import annotations
 
 import json
 import time
+from base64 import b64encode
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib import error, request
 
-import httpx
+from websockets import exceptions as ws_exceptions
+from websockets.sync import client as ws_client
+from websockets.typing import Subprotocol
 
 from proxima.errors import ProximaError
 
@@ -36,34 +41,34 @@ class PrefectAPI:
     """
 
     def __init__(self, url: str, auth: str | None = None, timeout: float = 30.0) -> None:
-        basic = tuple(auth.split(":", 1)) if auth else None
-        self._http = httpx.Client(
-            base_url=url.rstrip("/") + "/",
-            auth=basic,  # type: ignore[arg-type]
-            timeout=timeout,
-        )
+        self._base = url.rstrip("/") + "/"
+        self._auth = auth
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            self._headers["Authorization"] = f"Basic {b64encode(auth.encode()).decode()}"
+        self._timeout = timeout
 
     def __enter__(self) -> PrefectAPI:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._http.close()
+        return None
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        asked = request.Request(self._base + path, data, self._headers, method=method)
         try:
-            response = self._http.request(method, path, json=body)
-        except httpx.HTTPError as exc:
+            with request.urlopen(asked, timeout=self._timeout) as response:
+                return json.loads(response.read())
+        except error.HTTPError as exc:
+            if exc.code == 404:
+                raise LookupError(path) from None
             raise ProximaError(
-                f"the Prefect API at {self._http.base_url} did not answer: {exc}"
-            ) from exc
-        if response.status_code == 404:
-            raise LookupError(path)
-        if response.is_error:
-            raise ProximaError(
-                f"the Prefect API refused {method} {path}: {response.status_code} "
-                f"{response.text[:500]}"
-            )
-        return response.json()
+                f"the Prefect API refused {method} {path}: {exc.code} "
+                f"{exc.read()[:500].decode(errors='replace')}"
+            ) from None
+        except (OSError, ValueError) as exc:  # URLError is an OSError
+            raise ProximaError(f"the Prefect API at {self._base} did not answer: {exc}") from exc
 
     def create_run(
         self, deployment: str, parameters: dict[str, Any], idempotency_key: str | None = None
@@ -93,15 +98,60 @@ class PrefectAPI:
         return found
 
     def wait(self, run_id: str) -> dict[str, Any]:
-        """The flow run once it is in a final state. Polls its state: every 0.2 s at
-        first (a small run ends in seconds), backing off to every 1 s.
+        """The flow run once it is in a final state, told by the server's event stream
+        (what ``prefect.flow_runs.wait_for_flow_run`` listens to: no polling load on the
+        server, and the end is seen at once); by polling its state if the stream
+        cannot be opened.
         """
-        started = time.monotonic()
+        try:
+            with self._events(run_id) as stream:
+                run = self.run(run_id)  # it may have ended before the stream opened
+                while _state_type(run) not in FINAL:
+                    try:
+                        message = json.loads(stream.recv(timeout=30))
+                    except TimeoutError:  # quiet for long: look at the run itself
+                        run = self.run(run_id)
+                        continue
+                    if message.get("type") != "event":
+                        continue
+                    kind = message["event"].get("resource", {}).get("prefect.state-type")
+                    if kind in FINAL:
+                        run = self._until_final(run_id)
+            return run
+        except (OSError, ws_exceptions.WebSocketException):
+            return self._until_final(run_id, poll_s=0.2)
+
+    def _events(self, run_id: str) -> ws_client.ClientConnection:
+        """The server's event stream, authenticated and filtered to the run's events."""
+        url = self._base.replace("http", "ws", 1) + "events/out"
+        headers = {"Authorization": self._headers["Authorization"]} if self._auth else None
+        stream = ws_client.connect(
+            url, subprotocols=[Subprotocol("prefect")], additional_headers=headers, open_timeout=10
+        )
+        stream.send(json.dumps({"type": "auth", "token": self._auth}))
+        reply = json.loads(stream.recv(timeout=10))
+        if reply.get("type") != "auth_success":
+            stream.close()
+            raise ProximaError(f"the Prefect event stream refused this client: {reply}")
+        now = time.time()
+        wanted = {
+            "event": {"prefix": ["prefect.flow-run."]},
+            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            "occurred": {"since": _iso(now - 60), "until": _iso(now + 365 * 86400)},
+        }
+        stream.send(json.dumps({"type": "filter", "filter": wanted}))
+        return stream
+
+    def _until_final(self, run_id: str, poll_s: float = 0.1) -> dict[str, Any]:
+        """Read the run until the API shows it final (an event may arrive first),
+        backing off to once a second.
+        """
         while True:
             run = self.run(run_id)
             if _state_type(run) in FINAL:
                 return run
-            time.sleep(min(0.2 + (time.monotonic() - started) / 20, 1.0))
+            time.sleep(poll_s)
+            poll_s = min(poll_s * 2, 1.0)
 
     def follow(
         self, run_id: str, say: Callable[[str], None], poll_s: float = 1.0
@@ -147,6 +197,10 @@ class PrefectAPI:
             ending = _state_type(run) in FINAL
             if not ending:
                 time.sleep(poll_s)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _state_type(run: dict[str, Any]) -> str | None:

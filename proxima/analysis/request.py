@@ -14,7 +14,6 @@ from pydantic import (
     model_validator,
 )
 
-from proxima.analysis.time_cells import labels
 from proxima.catalog.geo import normalize_bbox
 from proxima.catalog.model import FACET_KEYS, check_facets
 
@@ -173,6 +172,8 @@ class AnalysisRequest(BaseModel):
                 "a comparison needs time reduced: use over='time' or 'both', or set group_by"
             )
         if self.baseline is not None and self.group_by is not None:
+            from proxima.analysis.time_cells import labels  # cftime: not for every request
+
             ours = labels(self.group_by, self.selection.start, self.selection.end)
             theirs = labels(self.group_by, self.baseline.start, self.baseline.end)
             if ours != theirs:

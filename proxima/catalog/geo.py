@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def wrap180(lon: float) -> float:
@@ -23,6 +25,8 @@ def lon_extent(lon: np.ndarray) -> tuple[float, float, bool]:
         (west, east, global) with west/east in [-180, 180]; west > east when the
         span crosses the antimeridian.
     """
+    import numpy as np  # here: validating a request's box (the CLI) needs no numpy
+
     values = np.sort(np.mod(np.asarray(lon, dtype=float), 360.0))
     if values.size == 0:
         raise ValueError("empty longitude axis")
@@ -67,7 +71,7 @@ def normalize_bbox(bbox: list[float]) -> list[float]:
     if len(bbox) != 4:
         raise ValueError(f"bbox must be [west, south, east, north], got {len(bbox)} numbers")
     west, south, east, north = (float(v) for v in bbox)
-    if not all(np.isfinite([west, south, east, north])):
+    if not all(math.isfinite(v) for v in (west, south, east, north)):
         raise ValueError("bbox values must be finite numbers")
     for name, value in (("south", south), ("north", north)):
         if not -90.0 <= value <= 90.0:
