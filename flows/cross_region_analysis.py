@@ -99,7 +99,10 @@ def partial_aggregates(region: Region, spec: KernelSpec, reuse: bool = True) -> 
     }
 
 
-@flow(name="analyze-region")
+# Its result (the partial) reaches the parent in memory: persisted, as a subflow
+# inherits from its parent, it wrote each region's partial to the result storage on
+# every run, and Prefect's JSON serializer cannot hold it
+@flow(name="analyze-region", persist_result=False)
 async def analyze_region(region: Region, spec: KernelSpec, reuse: bool = True) -> dict[str, Any]:
     """One region's share of an analysis, on that region's Dask cluster."""
     result: dict[str, Any] = await on_cluster(partial_aggregates, region, spec, reuse)

@@ -265,6 +265,12 @@ def test_the_cli_follows_a_run_without_importing_prefect(deployed, settings, tmp
         )
     run = next(r for r in runs if r.parameters["request"].get("output_name") == "cli-thin")
     assert run.state.result() == printed
+    with get_client(sync_client=True) as client:
+        regions = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": [run.id]})
+        )
+    assert len(regions) == 2 and all(r.state.is_completed() for r in regions)
+    assert [r.state.data for r in regions] == [None, None]  # partials are not persisted
 
 
 def test_the_cli_names_a_missing_deployment_with_what_to_do(deployed):
