@@ -6,7 +6,10 @@ Prints and writes benchmarks/results/load.json: requests, completed, refused, wr
 lost, duplicated, p50_small_s, p95_small_s, solo_small_s, makespan_s, sum_solo_s,
 throughput_ratio, max_worker_memory_fraction, machine.
 
-    .venv/bin/python benchmarks/load.py
+    .venv/bin/python benchmarks/load.py [--no-interactive-worker]
+
+Its own stack (``.state/bench-load``, ports +2700): benchmarks/stack.yaml with each
+region's interactive worker, as the team's local stack runs.
 """
 
 from __future__ import annotations
@@ -329,13 +332,41 @@ def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else float("nan")
 
 
+STATE = common.ROOT / ".state" / "bench-load"
+
+
+def _stack_file(interactive: bool) -> None:
+    """The benchmark stack's config with (or without) each region's interactive worker,
+    as the team's local stack runs it (deployments/local/stack.yaml): its own state and
+    ports, so that the kernel benchmarks keep their two workers per region.
+    """
+    import os
+
+    import yaml
+
+    raw = yaml.safe_load((common.ROOT / "benchmarks" / "stack.yaml").read_text())
+    for region in raw["regions"]:
+        region["interactive_worker"] = interactive
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / "stack.yaml").write_text(yaml.safe_dump(raw))
+    os.environ.setdefault("PROXIMA_STATE_DIR", str(STATE))
+    os.environ.setdefault("PROXIMA_STACK_CONFIG", str(STATE / "stack.yaml"))
+    common.configure(offset=2700)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--over", type=float, default=60.0, help="Seconds to submit over.")
     parser.add_argument(
         "--loaded-only", action="store_true", help="Skip the solo runs (a diagnosis, no ratios)."
     )
+    parser.add_argument(
+        "--no-interactive-worker",
+        action="store_true",
+        help="Without the regions' workers kept for small shares (to compare).",
+    )
     args = parser.parse_args()
+    _stack_file(interactive=not args.no_interactive_worker)
     info = print_machine()
     settings, config = common.up()
     common.ensure_era5(settings, config)

@@ -23,7 +23,7 @@ from flows.admission import Held, ensure_limits, region_slot, yield_cpu
 from flows.progress import Say, reporter, run_watched
 from flows.runners import on_cluster, on_region, region_cluster, wake
 from proxima import opensearch
-from proxima.admission import memory
+from proxima.admission import lanes, memory, workers
 from proxima.analysis import results
 from proxima.analysis.assemble import (
     RegionFailed,
@@ -65,10 +65,13 @@ def _worth_retrying(task: Any, run: Any, state: Any) -> bool:
     retry_delay_seconds=3,
     retry_condition_fn=_worth_retrying,
 )
-def partial_aggregates(region: Region, spec: KernelSpec, reuse: bool = True) -> dict[str, Any]:
+def partial_aggregates(
+    region: Region, spec: KernelSpec, reuse: bool = True, small: bool = False
+) -> dict[str, Any]:
     """Compute the region's partial aggregates on its own cluster, reusing the blocks its
     partial store keeps (with ``reuse``; without, every block is computed and stored
     afresh); return only those (and only within the region's share of the transfer cap).
+    A share that is not ``small`` leaves the region's interactive worker to small ones.
     """
     import distributed
 
@@ -78,7 +81,13 @@ def partial_aggregates(region: Region, spec: KernelSpec, reuse: bool = True) -> 
     with region_cluster() as client:
         store = PartialStore.of_region(region.root, region.partial_store_bytes, read=reuse)
         agg, bytes_read = compute_partial(
-            region.root, spec, client, reporter(region.name, "blocks"), usage, store=store
+            region.root,
+            spec,
+            client,
+            reporter(region.name, "blocks"),
+            usage,
+            store=store,
+            workers=workers.for_share(client.scheduler_info(), region.name, small),
         )
         cores = sum(client.nthreads().values())
     returned = len(cloudpickle.dumps(agg))
@@ -103,9 +112,11 @@ def partial_aggregates(region: Region, spec: KernelSpec, reuse: bool = True) -> 
 # inherits from its parent, it wrote each region's partial to the result storage on
 # every run, and Prefect's JSON serializer cannot hold it
 @flow(name="analyze-region", persist_result=False)
-async def analyze_region(region: Region, spec: KernelSpec, reuse: bool = True) -> dict[str, Any]:
+async def analyze_region(
+    region: Region, spec: KernelSpec, reuse: bool = True, small: bool = False
+) -> dict[str, Any]:
     """One region's share of an analysis, on that region's Dask cluster."""
-    result: dict[str, Any] = await on_cluster(partial_aggregates, region, spec, reuse)
+    result: dict[str, Any] = await on_cluster(partial_aggregates, region, spec, reuse, small)
     return result
 
 
@@ -139,7 +150,9 @@ async def _run_region(
     try:
         await asyncio.to_thread(wake, region)  # its workers boot while the run waits for a slot
         async with region_slot(region, share, held) as slot:
-            out = await subflow(region=region, spec=share.spec, reuse=reuse)
+            out = await subflow(
+                region=region, spec=share.spec, reuse=reuse, small=lanes.lane(share) == "small"
+            )
     except TransferCapExceeded:
         raise
     except Exception as exc:

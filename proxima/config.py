@@ -145,6 +145,12 @@ class RegionConfig(_Strict):
     workers: int = Field(default=1, ge=1, le=16)
     threads_per_worker: int = Field(default=2, ge=1, le=32)
     memory_limit: str = Field(default="2GiB")
+    interactive_worker: bool = Field(
+        default=False,
+        description="One more worker process (one thread), kept for small shares: the "
+        "blocks of other runs never go to it, so a one-month question does not wait "
+        "for a large run's running blocks to finish (proxima.admission.workers).",
+    )
     datasets: list[DatasetConfig] = Field(default_factory=list)
     fsx_file_system_id: str | None = Field(
         default=None,

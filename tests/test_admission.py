@@ -369,3 +369,79 @@ def test_a_run_waiting_for_a_full_region_says_so_and_proxima_runs_lists_it(
     by_region = {r["region"]: r for r in summary["regions"]}
     assert by_region["us-west-2"]["waited_s"] > by_region["us-east-1"]["waited_s"]
     assert _queues() == {}
+
+
+def test_the_worker_kept_for_small_shares_is_found_by_name():
+    from proxima.admission.workers import for_share, interactive_worker_name
+
+    info = {
+        "workers": {
+            "tcp://a:1": {"name": "us-east-1-worker-0"},
+            "tcp://a:2": {"name": "us-east-1-worker-1"},
+            "tcp://a:3": {"name": interactive_worker_name("us-east-1")},
+        }
+    }
+    assert for_share(info, "us-east-1", small=False) == ["tcp://a:1", "tcp://a:2"]
+    assert for_share(info, "us-east-1", small=True) is None  # every worker
+    without = {"workers": {k: v for k, v in info["workers"].items() if k != "tcp://a:3"}}
+    assert for_share(without, "us-east-1", small=False) is None  # no worker kept: any
+
+
+def test_blocks_of_a_share_that_is_not_small_never_run_on_the_interactive_worker(
+    catalog, stack, settings, tmp_path
+):
+    """The stack's `interactive_worker`: a one-thread worker that only small shares'
+    blocks may use, so they never wait for a large run's running blocks."""
+    from distributed import Client, get_task_stream
+
+    from proxima.admission.workers import interactive_worker_name
+    from proxima.platform import from_stack
+    from proxima.stack.services import build_services
+
+    region = from_stack(stack, settings).region("us-east-1")
+    name = interactive_worker_name("us-east-1")
+    with_it = stack.model_copy(
+        update={
+            "regions": [
+                r.model_copy(update={"interactive_worker": r.name == "us-east-1"})
+                for r in stack.regions
+            ]
+        }
+    )
+    (service,) = [s for s in build_services(with_it, settings) if s.name.endswith("-interactive")]
+    assert service.name == "us-east-1-dask-interactive"
+    worker = subprocess.Popen(
+        service.argv(), env=service.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        with Client(region.scheduler_address, set_as_default=False) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+                if name in names.values():
+                    break
+                time.sleep(0.5)
+            kept = next(a for a, n in names.items() if n == name)
+            three_months = {  # more than one of us-east-1's files: not a small share
+                "selection": {**ERA5, "end": "2020-03-31"},
+                "reduction": "mean",
+                "over": "time",
+                "group_by": "month",
+                "reuse": False,
+            }
+            (east,) = [
+                r for r in _plan(three_months)[1].selections[0].regions if r.region == "us-east-1"
+            ]
+            assert lanes.lane(east) != "small" and len(east.spec.assets) >= 2
+            # four runs: the idle interactive worker would take some of their 8+ blocks
+            # (each as likely as not) if they were not kept off it
+            with get_task_stream(client=client) as stream:
+                summaries = [
+                    analyze(AnalysisRequest.model_validate(three_months)) for _ in range(4)
+                ]
+            blocks = [r for r in stream.data if r["key"].startswith("block_partial")]
+        assert all(s["bytes_read"] > 0 for s in summaries) and len(blocks) >= 8
+        assert kept not in {r["worker"] for r in blocks}
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from proxima.admission.workers import interactive_worker_name
 from proxima.config import RegionConfig, StackConfig
 from proxima.dask_tls import TlsFiles
 from proxima.settings import PROJECT_ROOT, ProximaSettings
@@ -237,10 +238,52 @@ def _region_services(
             str(tls.key(member)),
         ]
 
-    def workers_up() -> bool:
+    def workers_up(also: int = 0) -> bool:
         security = tls.client().security() if region.tls else None
-        return len(dask_workers(region.scheduler_address, security=security)) >= expected
+        found = dask_workers(region.scheduler_address, security=security)
+        return len(found) >= expected + also
 
+    def worker_argv(name: str, processes: int, threads: int) -> list[str]:
+        return [
+            *ns,
+            # below the flows, the servers and the CLI on the machine they share here
+            # (on AWS the workers have their own): an interactive run's orchestration
+            # is never starved by a large run's decoding
+            *NICE,
+            str(BIN / "dask"),
+            "worker",
+            region.scheduler_address,
+            "--host",
+            region.host,
+            "--nworkers",
+            str(processes),
+            "--nthreads",
+            str(threads),
+            "--memory-limit",
+            region.memory_limit,
+            "--name",
+            name,
+            "--no-dashboard",
+            # the worker's HTTP server (health, metrics) runs even without a
+            # dashboard, and listens on every interface unless told otherwise
+            "--dashboard-address",
+            f"{region.host}:0",
+            "--local-directory",
+            str(settings.state_dir / "dask" / region.name),
+            *tls_args("worker"),
+        ]
+
+    interactive = [
+        Service(
+            name=f"{region.name}-dask-interactive",
+            url=region.dashboard_url,
+            argv=lambda: worker_argv(interactive_worker_name(region.name), 1, 1),
+            healthy=lambda: workers_up(also=1),
+            env=env,
+            after=[scheduler],
+            region=region.name,
+        )
+    ]
     return [
         Service(
             name=f"{region.name}-s3",
@@ -275,39 +318,15 @@ def _region_services(
         Service(
             name=f"{region.name}-dask-workers",
             url=region.dashboard_url,
-            argv=lambda: [
-                *ns,
-                # below the flows, the servers and the CLI on the machine they share here
-                # (on AWS the workers have their own): an interactive run's orchestration
-                # is never starved by a large run's decoding
-                *NICE,
-                str(BIN / "dask"),
-                "worker",
-                region.scheduler_address,
-                "--host",
-                region.host,
-                "--nworkers",
-                str(region.workers),
-                "--nthreads",
-                str(region.threads_per_worker),
-                "--memory-limit",
-                region.memory_limit,
-                "--name",
-                f"{region.name}-worker",
-                "--no-dashboard",
-                # the worker's HTTP server (health, metrics) runs even without a
-                # dashboard, and listens on every interface unless told otherwise
-                "--dashboard-address",
-                f"{region.host}:0",
-                "--local-directory",
-                str(settings.state_dir / "dask" / region.name),
-                *tls_args("worker"),
-            ],
+            argv=lambda: worker_argv(
+                f"{region.name}-worker", region.workers, region.threads_per_worker
+            ),
             healthy=workers_up,
             env=env,
             after=[scheduler],
             region=region.name,
         ),
+        *(interactive if region.interactive_worker else []),
     ]
 
 
