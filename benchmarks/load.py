@@ -166,12 +166,13 @@ class MemorySampler:
         from proxima.stack import manager
 
         self.limits: dict[int, int] = {}
-        pids = {s.region: s.pid for s in manager.status(settings, config) if "workers" in s.name}
-        for region in config.regions:
-            parent = psutil.Process(pids[region.name])
-            for proc in parent.children(recursive=True):
+        limits = {r.name: parse_bytes(r.memory_limit) for r in config.regions}
+        for service in manager.status(settings, config):  # workers and interactive workers
+            if not service.name.endswith(("-dask-workers", "-dask-interactive")):
+                continue
+            for proc in psutil.Process(service.pid).children(recursive=True):
                 if "distributed" in " ".join(proc.cmdline()) or proc.children() == []:
-                    self.limits[proc.pid] = parse_bytes(region.memory_limit)
+                    self.limits[proc.pid] = limits[service.region]
         self.peak = 0.0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
@@ -349,8 +350,8 @@ def _stack_file(interactive: bool) -> None:
         region["interactive_worker"] = interactive
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "stack.yaml").write_text(yaml.safe_dump(raw))
-    os.environ.setdefault("PROXIMA_STATE_DIR", str(STATE))
-    os.environ.setdefault("PROXIMA_STACK_CONFIG", str(STATE / "stack.yaml"))
+    os.environ["PROXIMA_STATE_DIR"] = str(STATE)
+    os.environ["PROXIMA_STACK_CONFIG"] = str(STATE / "stack.yaml")
     common.configure(offset=2700)
 
 
@@ -474,5 +475,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    common.configure()
     main()

@@ -387,6 +387,26 @@ def test_the_worker_kept_for_small_shares_is_found_by_name():
     assert for_share(without, "us-east-1", small=False) is None  # no worker kept: any
 
 
+def test_the_worker_kept_for_small_shares_is_not_niced_below_the_batch_workers(tmp_path):
+    """On the local stack's shared cores the batch workers run niced; the interactive
+    worker does not, or a small share's blocks would get a fifth of the CPU under load."""
+    from proxima.config import load_stack_config
+    from proxima.settings import PROJECT_ROOT, ProximaSettings
+    from proxima.stack.services import NICE, build_services
+
+    settings = ProximaSettings(
+        state_dir=tmp_path, stack_config=PROJECT_ROOT / "deployments" / "local" / "stack.yaml"
+    )
+    config = load_stack_config(settings=settings)
+    assert all(r.interactive_worker for r in config.regions)  # the team's local stack
+    argv = {s.name: s.argv() for s in build_services(config, settings) if "-dask-" in s.name}
+    for region in config.regions:
+        batch, kept = argv[f"{region.name}-dask-workers"], argv[f"{region.name}-dask-interactive"]
+        assert batch[: len(NICE)] == list(NICE)
+        assert "nice" not in kept and kept[kept.index("--name") + 1] == f"{region.name}-interactive"
+        assert kept[kept.index("--nworkers") + 1] == "1"
+
+
 def test_blocks_of_a_share_that_is_not_small_never_run_on_the_interactive_worker(
     catalog, stack, settings, tmp_path
 ):

@@ -243,13 +243,14 @@ def _region_services(
         found = dask_workers(region.scheduler_address, security=security)
         return len(found) >= expected + also
 
-    def worker_argv(name: str, processes: int, threads: int) -> list[str]:
+    def worker_argv(name: str, processes: int, threads: int, niced: bool = True) -> list[str]:
         return [
             *ns,
             # below the flows, the servers and the CLI on the machine they share here
             # (on AWS the workers have their own): an interactive run's orchestration
-            # is never starved by a large run's decoding
-            *NICE,
+            # is never starved by a large run's decoding; the worker kept for small
+            # shares is not niced, so their blocks are not starved either
+            *(NICE if niced else ()),
             str(BIN / "dask"),
             "worker",
             region.scheduler_address,
@@ -277,7 +278,7 @@ def _region_services(
         Service(
             name=f"{region.name}-dask-interactive",
             url=region.dashboard_url,
-            argv=lambda: worker_argv(interactive_worker_name(region.name), 1, 1),
+            argv=lambda: worker_argv(interactive_worker_name(region.name), 1, 1, niced=False),
             healthy=lambda: workers_up(also=1),
             env=env,
             after=[scheduler],
