@@ -80,6 +80,8 @@ def partial_aggregates(
     usage = Usage()
     with region_cluster() as client:
         store = PartialStore.of_region(region.root, region.partial_store_bytes, read=reuse)
+        # one round trip for every worker's name and threads
+        info = client.scheduler_info(n_workers=-1)
         agg, bytes_read = compute_partial(
             region.root,
             spec,
@@ -87,9 +89,9 @@ def partial_aggregates(
             reporter(region.name, "blocks"),
             usage,
             store=store,
-            workers=workers.for_share(client.scheduler_info(), region.name, small),
+            workers=workers.for_share(info, region.name, small),
         )
-        cores = sum(client.nthreads().values())
+        cores = sum(w["nthreads"] for w in info["workers"].values())
     returned = len(cloudpickle.dumps(agg))
     check_transfer(region.name, returned, spec)
     return {
