@@ -11,7 +11,10 @@ Usage: cd benchmarks && ../.venv/bin/python catalog_scale.py [--assets 10000]
 Writes results/catalog_scale.json: full_assets_per_s, cold_assets_per_s (the first
 refresh), incremental_assets_per_s,
 nochange_assets_per_s, query_p50_ms, query_p95_ms, floor_extract_assets_per_s,
-floor_bulk_docs_per_s, floor_copy_docs_per_s (one ``_reindex`` of the region's documents),
+floor_extract_netcdf4_python_assets_per_s (the same with every header through
+netCDF4-python's ``Dataset``, the reader before issue 29), floor_open_assets_per_s (each
+file only opened and closed in netCDF-C, as many processes as cores: the header read's
+floor), floor_bulk_docs_per_s, floor_copy_docs_per_s (one ``_reindex`` of the region's documents),
 floor_nochange_walk_assets_per_s (the no-change refresh's lean walk of the tree alone),
 stac_query_p50_ms and stac_query_p95_ms (the same small questions through the STAC API,
 each answer checked equal to the direct one) beside direct_query_p95_ms (those questions
@@ -21,6 +24,7 @@ asked directly, interleaved with the STAC ones).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import statistics
@@ -36,7 +40,7 @@ common.configure()
 from machine import print_machine  # noqa: E402
 
 from proxima import opensearch, s3  # noqa: E402
-from proxima.catalog import refresh  # noqa: E402
+from proxima.catalog import header, refresh  # noqa: E402
 from proxima.catalog.extract import extract  # noqa: E402
 from proxima.catalog.model import MAPPING  # noqa: E402
 from proxima.catalog.search import CatalogQuery, search  # noqa: E402
@@ -48,16 +52,30 @@ def _extract_one(args: tuple[str, str]) -> dict:
     return extract(root, rel, "us-east-1", "scale", "scale-pds")
 
 
-def _floor_extract(root: str, files: list[Path]) -> tuple[float, list[dict]]:
-    """Every header read by the library's extractor alone, one process per core."""
+def _open_one(args: tuple[str, str]) -> int:
+    """Open and close the file in netCDF-C, nothing more: the header read's floor."""
+    root, rel = args
+    lib, ncid = header._library(), ctypes.c_int()
+    if lib.nc_open(os.path.join(root, rel).encode(), 0, ncid) != 0:
+        raise OSError(rel)
+    return lib.nc_close(ncid.value)
+
+
+def _without_c_path() -> None:
+    header._library = lambda: None  # every header through netCDF4-python's Dataset
+
+
+def _in_pool(func, root: str, files: list[Path], initializer=None) -> tuple[float, list]:
+    """``func`` over every file, one process per core: (files per second, results)."""
     from multiprocessing import Pool
 
     rels = [(root, p.relative_to(root).as_posix()) for p in files]
-    with Pool(os.cpu_count()) as pool:
+    with Pool(os.cpu_count(), initializer=initializer) as pool:
+        pool.map(func, rels[: os.cpu_count() or 1])  # imports and libraries loaded
         t0 = time.perf_counter()
-        docs = pool.map(_extract_one, rels, chunksize=200)
+        out = pool.map(func, rels, chunksize=200)
         seconds = time.perf_counter() - t0
-    return len(docs) / seconds, docs
+    return len(out) / seconds, out
 
 
 def _floor_bulk(client, docs: list[dict]) -> float:
@@ -253,7 +271,10 @@ def main() -> None:
     refresh.fingerprint(east, east.root)
     walk_rate = n / (time.perf_counter() - t0)
     client = opensearch.connect(config.opensearch.endpoint)
-    extract_rate, docs = _floor_extract(str(settings.region_root(region.name)), files)
+    here = str(settings.region_root(region.name))
+    open_rate, _ = _in_pool(_open_one, here, files)
+    extract_rate, docs = _in_pool(_extract_one, here, files)
+    python_rate, _ = _in_pool(_extract_one, here, files, initializer=_without_c_path)
     bulk_rate = _floor_bulk(client, docs)
     copy_rate = _floor_copy(client, config.opensearch.alias)
     alias = config.opensearch.alias
@@ -301,7 +322,9 @@ def main() -> None:
         f"{n / incremental_s:.0f} |"
     )
     print(f"| no-change refresh | {again_s:.1f} | {n / again_s:.0f} |")
+    print(f"| floor: netCDF-C open + close in {os.cpu_count()} processes | | {open_rate:.0f} |")
     print(f"| floor: extract() in {os.cpu_count()} processes | | {extract_rate:.0f} |")
+    print(f"| the same, headers through netCDF4-python | | {python_rate:.0f} |")
     print(f"| floor: the no-change fingerprint walk, one process | | {walk_rate:.0f} |")
     print(f"| floor: bulk of the documents, one process | | {bulk_rate:.0f} |")
     print(f"| floor: one _reindex of the region's documents | | {copy_rate:.0f} |")
@@ -331,6 +354,8 @@ def main() -> None:
             "stac_query_p50_ms": statistics.median(latencies["STAC API, same questions"]),
             "stac_query_p95_ms": pct(latencies["STAC API, same questions"], 95),
             "floor_extract_assets_per_s": extract_rate,
+            "floor_extract_netcdf4_python_assets_per_s": python_rate,
+            "floor_open_assets_per_s": open_rate,
             "floor_bulk_docs_per_s": bulk_rate,
             "floor_copy_docs_per_s": copy_rate,
             "floor_nochange_walk_assets_per_s": walk_rate,
