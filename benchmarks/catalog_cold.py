@@ -1,0 +1,105 @@
+"""Where a first refresh's time goes: N new files, one cold refresh, the CPU-seconds of
+every process on the machine over it (psutil) and the refresh's task runs as the
+Prefect server timed them.
+
+Usage: cd benchmarks && ../.venv/bin/python catalog_cold.py [--assets 10000]
+Writes results/catalog_cold.json: cold_s, cold_assets_per_s, cpu_s (process -> CPU-s),
+tasks (name -> seconds from its start to its end, server timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+common.configure()
+
+import psutil  # noqa: E402
+from machine import print_machine  # noqa: E402
+
+from proxima import s3  # noqa: E402
+from proxima.datagen import era5  # noqa: E402
+
+
+def _cpu(procs: dict[int, psutil.Process]) -> dict[int, float]:
+    out = {}
+    for pid, proc in procs.items():
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[pid] = times.user + times.system
+    return out
+
+
+async def _task_seconds(limit: int = 8) -> dict[str, float]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=limit)
+    return {
+        r.name: (r.end_time - r.start_time).total_seconds()
+        for r in runs
+        if r.start_time and r.end_time
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--assets", type=int, default=10000)
+    args = parser.parse_args()
+    info = print_machine()
+    settings, config = common.up()
+    region = config.region("us-east-1")
+    ds = region.dataset("scale")
+    s3.ensure_bucket(s3.client(region), ds.bucket, region.name)
+    root = settings.region_root(region.name) / ds.bucket
+    shutil.rmtree(root, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.nc"
+        era5.write_month(sample, 2020, 1, "air_temperature_at_2_metres", ds.resolution, 1)
+        for i in range(args.assets):
+            target = root / f"{2000 + i // 12 % 100}" / f"{i:05d}" / "data" / "t2m.nc"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sample, target)
+    from flows.catalog_refresh import catalog_refresh
+
+    procs = {p.pid: p for p in psutil.process_iter(["cmdline"])}
+    before = _cpu(procs)
+    t0 = time.perf_counter()
+    catalog_refresh(regions=["us-east-1"])
+    cold_s = time.perf_counter() - t0
+    after = _cpu(procs)
+    cpu: dict[str, float] = {}
+    for pid, proc in procs.items():
+        name = " ".join(proc.info["cmdline"] or [])[:90] or str(pid)
+        cpu[name] = cpu.get(name, 0.0) + after.get(pid, 0.0) - before.get(pid, 0.0)
+    tasks = asyncio.run(_task_seconds())
+    print(f"first refresh: {args.assets} headers in {cold_s:.1f} s, {args.assets / cold_s:.0f}/s")
+    for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"  {seconds:6.2f} CPU-s  {name}")
+    for name, seconds in tasks.items():
+        print(f"  {seconds:6.2f} s  task {name}")
+    common.save(
+        "catalog_cold",
+        {
+            "machine": info,
+            "assets": args.assets,
+            "cold_s": cold_s,
+            "cold_assets_per_s": args.assets / cold_s,
+            "cpu_s": {k: v for k, v in cpu.items() if v >= 0.05},
+            "tasks": tasks,
+        },
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
