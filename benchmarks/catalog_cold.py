@@ -4,7 +4,7 @@ Prefect server timed them.
 
 Usage: cd benchmarks && ../.venv/bin/python catalog_cold.py [--assets 10000]
 Writes results/catalog_cold.json: cold_s, cold_assets_per_s, cpu_s (process -> CPU-s),
-tasks (name -> seconds from its start to its end, server timestamps).
+tasks (name -> start_s, end_s: server timestamps, after the first task's start).
 """
 
 from __future__ import annotations
@@ -38,16 +38,21 @@ def _cpu(procs: dict[int, psutil.Process]) -> dict[int, float]:
     return out
 
 
-async def _task_seconds(limit: int = 8) -> dict[str, float]:
+async def _tasks(limit: int = 8) -> dict[str, dict[str, float]]:
+    """The newest task runs: each one's start and end, in s after the first one's start."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.sorting import TaskRunSort
 
     async with get_client() as client:
         runs = await client.read_task_runs(sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=limit)
+    timed = [r for r in runs if r.start_time and r.end_time]
+    zero = min(r.start_time for r in timed)
     return {
-        r.name: (r.end_time - r.start_time).total_seconds()
-        for r in runs
-        if r.start_time and r.end_time
+        r.name.split("-us-")[0].split("-bd")[0]: {
+            "start_s": (r.start_time - zero).total_seconds(),
+            "end_s": (r.end_time - zero).total_seconds(),
+        }
+        for r in sorted(timed, key=lambda r: r.start_time)
     }
 
 
@@ -81,12 +86,12 @@ def main() -> None:
     for pid, proc in procs.items():
         name = " ".join(proc.info["cmdline"] or [])[:90] or str(pid)
         cpu[name] = cpu.get(name, 0.0) + after.get(pid, 0.0) - before.get(pid, 0.0)
-    tasks = asyncio.run(_task_seconds())
+    tasks = asyncio.run(_tasks())
     print(f"first refresh: {args.assets} headers in {cold_s:.1f} s, {args.assets / cold_s:.0f}/s")
     for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])[:8]:
         print(f"  {seconds:6.2f} CPU-s  {name}")
-    for name, seconds in tasks.items():
-        print(f"  {seconds:6.2f} s  task {name}")
+    for name, span in tasks.items():
+        print(f"  {span['start_s']:6.2f} -> {span['end_s']:6.2f} s  task {name}")
     common.save(
         "catalog_cold",
         {

@@ -74,7 +74,7 @@ def scan_and_diff(
 
 @task(name="extract-headers", task_run_name="extract-headers-{region.name}")
 def extract_headers(
-    region: Region, todo: list[refresh.Candidate], catalog: CatalogConnection, index: str
+    region: Region, todo: refresh.Parcel, catalog: CatalogConnection, index: str
 ) -> refresh.BatchReport:
     """Read headers of new and changed assets in batches on the region's workers; each
     batch writes its documents to the catalog itself (they never pass through Prefect).
@@ -85,7 +85,7 @@ def extract_headers(
     # The worker thread is seceded while the batches run on the same cluster: two
     # refreshes holding a one-worker region's two threads would otherwise wait on each
     # other's batches forever (seen with concurrent refreshes).
-    work = refresh.batches(todo)
+    work = refresh.batches(todo.candidates)
     n = len(work)
     report = reporter(region.name, "headers")
     with region_cluster() as client:
@@ -149,7 +149,8 @@ async def refresh_region(
         plan, extracted = refresh.Diff(unchanged=documents), refresh.BatchReport()
     else:
         plan = await on_cluster(scan_and_diff, region, catalog, index, source)
-        extracted = await on_cluster(extract_headers, region, plan.todo, catalog, index)
+        todo = refresh.Parcel(plan.todo)
+        extracted = await on_cluster(extract_headers, region, todo, catalog, index)
         await on_cluster(write_catalog, region, catalog, index, plan.deleted, digest)
     return {
         "region": region.name,

@@ -459,3 +459,26 @@ def test_the_cli_refresh_shows_each_region_and_its_progress(catalog, stack, sett
     lines = out.stderr.splitlines()
     assert "refresh-us-east-1: Running" in lines and "refresh-us-east-1: Completed" in lines
     assert f"us-east-1: {len(changed)}/{len(changed)} headers" in out.stderr, out.stderr
+
+
+def test_the_headers_task_gets_its_candidates_as_one_value_prefect_does_not_walk():
+    """Prefect walks and rebuilds every list and dataclass in a task's parameters
+    looking for futures (~2 s over 10,000 candidates before the parcel); a parcel is
+    one leaf, handed over as it is.
+    """
+    from prefect.utilities.collections import visit_collection
+
+    todo = [
+        refresh.Candidate(
+            id=f"a{i}", relpath=f"b/{i}.nc", dataset="d", bucket="b", size=1, mtime_ns=2
+        )
+        for i in range(1000)
+    ]
+    parcel = refresh.Parcel(todo)
+    seen: list = []
+    out = visit_collection({"todo": parcel}, lambda x: seen.append(x) or x, return_data=True)
+    assert out["todo"] is parcel and parcel.candidates is todo and len(parcel) == 1000
+    assert not any(isinstance(x, refresh.Candidate) for x in seen)
+    seen.clear()
+    visit_collection({"todo": todo}, lambda x: seen.append(x) or x, return_data=True)
+    assert sum(isinstance(x, refresh.Candidate) for x in seen) == 1000  # what it would do

@@ -295,6 +295,23 @@ class BatchReport:
         self.errors += other.errors
 
 
+class Parcel:
+    """Candidates handed from one task to the next as a single value.
+
+    Prefect looks for futures in every list, dict and dataclass a task is given, and
+    rebuilds them: over 10,000 candidates that is ~0.2 s a pass and several passes a
+    task (~2 s between the scan and the headers task). To it, this is one leaf.
+    """
+
+    __slots__ = ("candidates",)
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        self.candidates = candidates
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+
 def batches(todo: list[Candidate], size: int = BATCH_ASSETS) -> list[list[Candidate]]:
     """``todo`` in batches of ``size``."""
     return [todo[i : i + size] for i in range(0, len(todo), size)]
