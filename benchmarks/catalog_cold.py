@@ -38,8 +38,10 @@ def _cpu(procs: dict[int, psutil.Process]) -> dict[int, float]:
     return out
 
 
-async def _tasks(limit: int = 8) -> dict[str, dict[str, float]]:
-    """The newest task runs: each one's start and end, in s after the first one's start."""
+async def _tasks(limit: int = 6) -> dict[str, dict[str, float]]:
+    """The refresh's six task runs (the region's, then its steps): each one's start and
+    end, in s after the first one's start.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.sorting import TaskRunSort
 
@@ -84,7 +86,8 @@ def main() -> None:
     after = _cpu(procs)
     cpu: dict[str, float] = {}
     for pid, proc in procs.items():
-        name = " ".join(proc.info["cmdline"] or [])[:90] or str(pid)
+        line = " ".join(proc.info["cmdline"] or []) or str(pid)
+        name = line if len(line) <= 90 else f"{line[:40]} … {line[-45:]}"
         cpu[name] = cpu.get(name, 0.0) + after.get(pid, 0.0) - before.get(pid, 0.0)
     tasks = asyncio.run(_tasks())
     print(f"first refresh: {args.assets} headers in {cold_s:.1f} s, {args.assets / cold_s:.0f}/s")
