@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,16 +190,15 @@ def _zarr(path: Path, asset: Asset) -> Asset:
     return _finish(asset, coords)
 
 
-def tree_stat(path: Path) -> tuple[int, int, int]:
+def tree_stat(path: str | Path) -> tuple[int, int, int]:
     """(total bytes, newest mtime, newest ctime, in ns) of a file or a directory tree.
 
     The ctime is what a rewrite in place that keeps the size and restores the mtime
     (``cp -p``, ``rsync -t``) still changes: no user-space call can set it.
     """
-    if path.is_file():
-        st = path.stat()
-        return st.st_size, st.st_mtime_ns, st.st_ctime_ns
-    top = path.stat()
+    top = os.stat(path)
+    if stat.S_ISREG(top.st_mode):
+        return top.st_size, top.st_mtime_ns, top.st_ctime_ns
     size, mtime, ctime = 0, top.st_mtime_ns, top.st_ctime_ns
     for root, _, files in os.walk(path):
         for name in files:

@@ -18,6 +18,7 @@ from opensearchpy import OpenSearch
 from proxima import opensearch, repository
 from proxima.catalog.extract import extract, tree_stat
 from proxima.catalog.model import MAPPING, SCHEMA_VERSION, asset_id
+from proxima.config import DatasetConfig
 from proxima.opensearch import CatalogConnection
 from proxima.platform.model import Region
 
@@ -72,35 +73,38 @@ class Diff:
 
 
 def scan_region(region: Region, root: str) -> list[Candidate]:
-    """Every NetCDF file and Zarr store under the region's dataset buckets."""
+    """Every NetCDF file and Zarr store under the region's dataset buckets.
+
+    Paths are handled as strings: pathlib's parsing was most of a scan's CPU
+    (0.9 CPU-s per 10,000 files).
+    """
     found: list[Candidate] = []
     for dataset in region.datasets:
-        base = Path(root) / dataset.bucket
-        if not base.is_dir():
+        base = os.path.join(root, dataset.bucket)
+        if not os.path.isdir(base):
             continue
-        etags = repository.etags(base)
+        etags = repository.etags(Path(base))
         for dirpath, dirnames, filenames in os.walk(base):
-            here = Path(dirpath)
-            if any(marker in filenames for marker in ZARR_MARKERS) and here != base:
+            under = dirpath[len(base) + 1 :]  # '' at the bucket's top
+            if under and any(marker in filenames for marker in ZARR_MARKERS):
                 dirnames.clear()
                 found.append(
-                    _candidate(region.name, Path(root), here, dataset.name, dataset.bucket, None)
+                    _candidate(region.name, dirpath, f"{dataset.bucket}/{under}", dataset, None)
                 )
                 continue
             dirnames.sort()
+            prefix = f"{under}/" if under else ""
             for name in sorted(filenames):
                 if name.startswith("."):  # the import's bookkeeping files are hidden
                     continue
                 if name.endswith((".nc", ".nc4")):
-                    path = here / name
-                    key = path.relative_to(base).as_posix()
+                    key = prefix + name
                     found.append(
                         _candidate(
                             region.name,
-                            Path(root),
-                            path,
-                            dataset.name,
-                            dataset.bucket,
+                            os.path.join(dirpath, name),
+                            f"{dataset.bucket}/{key}",
+                            dataset,
                             etags.get(key),
                         )
                     )
@@ -108,14 +112,15 @@ def scan_region(region: Region, root: str) -> list[Candidate]:
 
 
 def _candidate(
-    region: str, root: Path, path: Path, dataset: str, bucket: str, etag: str | None
+    region: str, path: str, rel: str, dataset: DatasetConfig, etag: str | None
 ) -> Candidate:
-    rel = path.relative_to(root).as_posix()
     try:
         size, mtime, ctime = tree_stat(path)
     except OSError:  # a loop, a dangling link, gone: extraction names it and quarantines
         size, mtime, ctime = 0, 0, 0
-    return Candidate(asset_id(region, rel), rel, dataset, bucket, size, mtime, ctime, etag)
+    return Candidate(
+        asset_id(region, rel), rel, dataset.name, dataset.bucket, size, mtime, ctime, etag
+    )
 
 
 SNAPSHOTS = ".proxima-refresh"  # under the region root: one file per catalog index
