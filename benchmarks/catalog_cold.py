@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import common
 
@@ -22,9 +20,6 @@ common.configure()
 
 import psutil  # noqa: E402
 from machine import print_machine  # noqa: E402
-
-from proxima import s3  # noqa: E402
-from proxima.datagen import era5  # noqa: E402
 
 
 def _cpu(procs: dict[int, psutil.Process]) -> dict[int, float]:
@@ -64,18 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     info = print_machine()
     settings, config = common.up()
-    region = config.region("us-east-1")
-    ds = region.dataset("scale")
-    s3.ensure_bucket(s3.client(region), ds.bucket, region.name)
-    root = settings.region_root(region.name) / ds.bucket
-    shutil.rmtree(root, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        sample = Path(tmp) / "sample.nc"
-        era5.write_month(sample, 2020, 1, "air_temperature_at_2_metres", ds.resolution, 1)
-        for i in range(args.assets):
-            target = root / f"{2000 + i // 12 % 100}" / f"{i:05d}" / "data" / "t2m.nc"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sample, target)
+    root = common.fill_scale(settings, config, args.assets)
     from flows.catalog_refresh import catalog_refresh
 
     procs = {p.pid: p for p in psutil.process_iter(["cmdline"])}

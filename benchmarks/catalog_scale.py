@@ -28,7 +28,6 @@ import ctypes
 import os
 import shutil
 import statistics
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -39,12 +38,11 @@ common.configure()
 
 from machine import print_machine  # noqa: E402
 
-from proxima import opensearch, s3  # noqa: E402
+from proxima import opensearch  # noqa: E402
 from proxima.catalog import header, refresh  # noqa: E402
 from proxima.catalog.extract import extract  # noqa: E402
 from proxima.catalog.model import MAPPING  # noqa: E402
 from proxima.catalog.search import CatalogQuery, search  # noqa: E402
-from proxima.datagen import era5  # noqa: E402
 
 
 def _extract_one(args: tuple[str, str]) -> dict:
@@ -225,17 +223,7 @@ def main() -> None:
         _queries_only(info, settings, config, args.queries)
         return
     region = config.region("us-east-1")
-    ds = region.dataset("scale")
-    s3.ensure_bucket(s3.client(region), ds.bucket, region.name)
-    root = settings.region_root(region.name) / ds.bucket
-    shutil.rmtree(root, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        sample = Path(tmp) / "sample.nc"
-        era5.write_month(sample, 2020, 1, "air_temperature_at_2_metres", ds.resolution, 1)
-        for i in range(args.assets):
-            target = root / f"{2000 + i // 12 % 100}" / f"{i:05d}" / "data" / "t2m.nc"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sample, target)
+    root = common.fill_scale(settings, config, args.assets)
     from flows.catalog_refresh import catalog_refresh
 
     t0 = time.perf_counter()  # every header read (the files are new to this index)

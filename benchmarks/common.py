@@ -66,6 +66,28 @@ def up():
     return settings, config
 
 
+def fill_scale(settings, config, assets: int):
+    """us-east-1's ``scale`` bucket directory emptied and filled with ``assets`` copies
+    of one small ERA5 file under distinct names; returns the directory.
+    """
+    import shutil
+    import tempfile
+
+    from proxima.datagen import era5
+
+    ds = config.region("us-east-1").dataset("scale")
+    root = settings.region_root("us-east-1") / ds.bucket
+    shutil.rmtree(root, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.nc"
+        era5.write_month(sample, 2020, 1, "air_temperature_at_2_metres", ds.resolution, 1)
+        for i in range(assets):
+            target = root / f"{2000 + i // 12 % 100}" / f"{i:05d}" / "data" / "t2m.nc"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sample, target)
+    return root
+
+
 def ensure_era5(settings, config, regions: list[str] | None = None) -> None:
     """The ERA5 data of the benchmark stack generated (once) and imported."""
     from pathlib import Path
